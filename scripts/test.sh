@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# The project's full check, as CI runs it (.ci/run):
+#
+#   ./scripts/test.sh
+#
+# Stages, in order:
+#   deps         scripts/install_deps.sh (returns at once when all is installed)
+#   format       scripts/check_format.sh
+#   configure    build/: Ninja, RelWithDebInfo, tests + benchmarks + examples,
+#                compile_commands.json
+#   build        cmake --build build
+#   tidy         scripts/check_tidy.sh build (src/ only)
+#   test         ctest in build/
+#   asan-config  build-asan/: clang, HIVEMIND_SANITIZE=address,undefined, tests +
+#                fuzzers (benchmarks and examples off)
+#   asan-build   cmake --build build-asan
+#   asan-test    ctest in build-asan/
+#
+# A failed configure or build stops the run (nothing after it can work). A failed
+# check (format, tidy, a ctest run) is recorded and the run goes on, so one CI log
+# shows every problem; the script then exits 1. HIVEMIND_FAIL_FAST=1 stops at the
+# first failure instead.
+#
+# Environment:
+#   HIVEMIND_JOBS       parallel compile / tidy / test jobs (default 2)
+#   HIVEMIND_FAIL_FAST  1: stop at the first failing stage (default 0)
+#   CCACHE_DIR          ccache's directory (default: .cache/ccache in the checkout)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+jobs="${HIVEMIND_JOBS:-2}"
+fail_fast="${HIVEMIND_FAIL_FAST:-0}"
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "test.sh: HIVEMIND_JOBS must be a positive integer, got '$jobs'" >&2
+  exit 2
+fi
+
+# A stable compiler cache inside the checkout (gitignored), so repeated runs only
+# recompile what changed (CMakeLists.txt uses ccache as the compiler launcher).
+if command -v ccache >/dev/null 2>&1; then
+  export CCACHE_DIR="${CCACHE_DIR:-$root/.cache/ccache}"
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
+  mkdir -p "$CCACHE_DIR"
+  ccache --max-size=2G >/dev/null
+  ccache --zero-stats >/dev/null
+fi
+
+# Sanitizer runtime settings for the build-asan/ tests (and gtest discovery, which
+# runs the test binaries at build time). Caller's settings win.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:check_initialization_order=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+log_dir="$root/build-logs"
+mkdir -p "$log_dir"
+
+t_start=$SECONDS
+timings=()
+failures=()
+summary_build="build: ctest did not run"
+summary_asan="build-asan: ctest did not run"
+
+banner() {
+  echo
+  echo "================================================================================"
+  echo "== $*"
+  echo "================================================================================"
+}
+
+# stage NAME KIND COMMAND...: runs COMMAND with a banner and its elapsed time.
+# KIND is "fatal" (stop the run on failure) or "check" (record and go on).
+stage() {
+  local name="$1" kind="$2" t0=$SECONDS rc=0
+  shift 2
+  banner "stage $name: $*"
+  "$@" || rc=$?
+  local dt=$((SECONDS - t0))
+  if ((rc == 0)); then
+    echo "== stage $name: OK in ${dt}s"
+    timings+=("$(printf '%-12s %6ss  OK' "$name" "$dt")")
+    return 0
+  fi
+  echo "== stage $name: FAILED (exit $rc) in ${dt}s"
+  timings+=("$(printf '%-12s %6ss  FAILED (exit %s)' "$name" "$dt" "$rc")")
+  failures+=("$name")
+  if [[ "$kind" == fatal || "$fail_fast" == 1 ]]; then
+    finish
+  fi
+}
+
+# Recreates BUILD_DIR when its cache was made with another generator or compiler,
+# which CMake cannot switch in place.
+reset_if_mismatch() {
+  local dir="$1" generator="$2" cxx="$3" cache="$1/CMakeCache.txt"
+  [[ -f "$cache" ]] || return 0
+  local have_gen have_cxx
+  have_gen="$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$cache")"
+  have_cxx="$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$cache")"
+  if [[ "$have_gen" != "$generator" ]] ||
+     { [[ -n "$cxx" ]] && [[ "$(basename "$have_cxx")" != "$cxx" ]]; }; then
+    echo "test.sh: $dir was configured with '$have_gen' / '$have_cxx'; recreating it"
+    rm -rf "$dir"
+  fi
+}
+
+configure_main() {
+  reset_if_mismatch build Ninja ""
+  cmake -S . -B build -G Ninja \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
+    -DHIVEMIND_BUILD_TESTS=ON \
+    -DHIVEMIND_BUILD_BENCHMARKS=ON \
+    -DHIVEMIND_BUILD_EXAMPLES=ON \
+    -DHIVEMIND_BUILD_FUZZERS=OFF \
+    -DHIVEMIND_SANITIZE=
+}
+
+configure_asan() {
+  reset_if_mismatch build-asan Ninja clang++
+  CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja \
+    -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
+    -DHIVEMIND_SANITIZE=address,undefined \
+    -DHIVEMIND_BUILD_TESTS=ON \
+    -DHIVEMIND_BUILD_FUZZERS=ON \
+    -DHIVEMIND_BUILD_BENCHMARKS=OFF \
+    -DHIVEMIND_BUILD_EXAMPLES=OFF
+}
+
+# run_ctest DIR: ctest with its output kept in build-logs/ for the final summary.
+run_ctest() {
+  local dir="$1" log="$log_dir/ctest-$1.log" rc=0
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs" 2>&1 | tee "$log" || rc=$?
+  return "$rc"
+}
+
+# ctest_summary DIR: "DIR: N tests passed, M failed (of T)" from its ctest log.
+ctest_summary() {
+  local dir="$1" log="$log_dir/ctest-$1.log" line total failed
+  line="$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" \
+            2>/dev/null | tail -n1 || true)"
+  if [[ -z "$line" ]]; then
+    if grep -q 'No tests were found' "$log" 2>/dev/null; then
+      echo "$dir: 0 tests passed, 0 failed (no tests found)"
+    else
+      echo "$dir: ctest gave no summary (see $log)"
+    fi
+    return
+  fi
+  failed="$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$line")"
+  total="$(sed -E 's/.*failed out of ([0-9]+).*/\1/' <<<"$line")"
+  echo "$dir: $((total - failed)) tests passed, $failed failed (of $total)"
+  # The names of the failed tests, as ctest lists them.
+  sed -n '/^The following tests FAILED:/,/^Errors while running CTest/p' "$log" |
+    grep -v '^Errors while running CTest' || true
+}
+
+finish() {
+  [[ -f "$log_dir/ctest-build.log" ]] && summary_build="$(ctest_summary build)"
+  [[ -f "$log_dir/ctest-build-asan.log" ]] && summary_asan="$(ctest_summary build-asan)"
+  banner "summary"
+  printf '%s\n' "${timings[@]}"
+  printf '%-12s %6ss\n' "total" "$((SECONDS - t_start))"
+  echo
+  echo "$summary_build"
+  echo "$summary_asan"
+  if command -v ccache >/dev/null 2>&1; then
+    echo
+    local stats
+    stats="$(ccache --show-stats 2>/dev/null | sed -n '/^Cacheable calls/,/^Local storage/p' |
+               grep -v '^Local storage' || true)"
+    if [[ -n "$stats" ]]; then
+      echo "ccache ($CCACHE_DIR), this run:"
+      echo "$stats" | sed 's/^/  /'
+    else
+      echo "ccache ($CCACHE_DIR), this run: no compiler calls"
+    fi
+  fi
+  echo
+  if ((${#failures[@]})); then
+    echo "test.sh: FAILED stages: ${failures[*]}"
+    exit 1
+  fi
+  echo "test.sh: all stages passed"
+  exit 0
+}
+
+# Logs of the previous run would mislead the summary.
+rm -f "$log_dir"/ctest-*.log
+
+stage deps        fatal ./scripts/install_deps.sh
+stage format      check ./scripts/check_format.sh
+stage configure   fatal configure_main
+stage build       fatal cmake --build build -j"$jobs"
+stage tidy        check ./scripts/check_tidy.sh build
+stage test        check run_ctest build
+stage asan-config fatal configure_asan
+stage asan-build  fatal cmake --build build-asan -j"$jobs"
+stage asan-test   check run_ctest build-asan
+finish
