@@ -23,7 +23,7 @@ uint64_t RawBodySize(uint64_t count, uint32_t) { return count * 4; }
 absl::Status RawEncode(const CodecOptions&, absl::Span<const float> values, uint64_t,
                        char* body) {
   if (!AllFinite(values.data(), values.size())) return NonFiniteInputError();
-  std::memcpy(body, values.data(), values.size() * sizeof(float));
+  if (!values.empty()) std::memcpy(body, values.data(), values.size() * sizeof(float));
   return absl::OkStatus();
 }
 
@@ -42,7 +42,7 @@ HIVEMIND_SIMD_CLONES void RawDecode(const PayloadInfo& info, const char* body,
   const float w = t.weight;
   if (t.accumulate) {
     for (size_t i = 0; i < n; ++i) dst[i] += w * LoadLE<float>(body + 4 * i);
-  } else {
+  } else if (n > 0) {
     std::memcpy(dst, body, n * sizeof(float));
   }
 }

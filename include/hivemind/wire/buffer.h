@@ -49,6 +49,7 @@ class HIVEMIND_EXPORT Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
+  // Append `value` little-endian, in 1, 2, 4 and 8 bytes.
   void PutU8(uint8_t value);
   void PutU16(uint16_t value);
   void PutU32(uint32_t value);
@@ -92,6 +93,7 @@ class HIVEMIND_EXPORT Reader {
   // `data` must outlive the Reader and every view it returns.
   explicit Reader(absl::string_view data) : data_(data) {}
 
+  // A copy reads on independently from the same position (to look ahead).
   Reader(const Reader&) = default;
   Reader& operator=(const Reader&) = default;
 
