@@ -17,10 +17,13 @@ inline constexpr float kBFloat16Max = 3.38953139e38f;
 // fp16 of a finite float, round to nearest even; |f| is clamped to 65504 first so
 // nothing overflows to Inf.
 inline uint16_t FloatToHalf(float f) {
-  f = f > kFloat16Max ? kFloat16Max : (f < -kFloat16Max ? -kFloat16Max : f);
   const uint32_t bits = FloatBits(f);
   const uint32_t sign = (bits >> 16) & 0x8000u;
-  const uint32_t abs_bits = bits & 0x7fffffffu;
+  // Clamp on the bit pattern (monotone for |f|, and an integer min vectorizes where
+  // a float compare-and-select does not without -ffinite-math-only).
+  const int32_t kMaxBits = 0x477fe000;  // 65504.0f
+  const int32_t raw_abs = static_cast<int32_t>(bits & 0x7fffffffu);
+  const uint32_t abs_bits = static_cast<uint32_t>(raw_abs < kMaxBits ? raw_abs : kMaxBits);
   // Normal half: rebias the exponent (127 -> 15) and round the mantissa from 23 to
   // 10 bits, to nearest even.
   const uint32_t rebiased = abs_bits - (112u << 23);
@@ -30,7 +33,9 @@ inline uint16_t FloatToHalf(float f) {
   // the sum are the half's mantissa.
   const float sum = BitsToFloat(abs_bits) + 0.5f;
   const uint32_t subnormal = FloatBits(sum) - 0x3f000000u;
-  const uint32_t magnitude = abs_bits < 0x38800000u ? subnormal : normal;
+  // Signed compare (abs_bits < 2^31): x86 SIMD has no unsigned 32-bit compare.
+  const uint32_t magnitude =
+      static_cast<int32_t>(abs_bits) < 0x38800000 ? subnormal : normal;
   return static_cast<uint16_t>(sign | magnitude);
 }
 
@@ -48,9 +53,12 @@ inline float HalfToFloat(uint16_t h) {
 // bfloat16 of a finite float, round to nearest even, clamped to the largest finite
 // bfloat16 so nothing overflows to Inf.
 inline uint16_t FloatToBFloat16(float f) {
-  f = f > kBFloat16Max ? kBFloat16Max : (f < -kBFloat16Max ? -kBFloat16Max : f);
   const uint32_t bits = FloatBits(f);
-  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  const int32_t kMaxBits = 0x7f7f0000;  // kBFloat16Max
+  const int32_t raw_abs = static_cast<int32_t>(bits & 0x7fffffffu);
+  const uint32_t clamped =
+      (bits & 0x80000000u) | static_cast<uint32_t>(raw_abs < kMaxBits ? raw_abs : kMaxBits);
+  return static_cast<uint16_t>((clamped + 0x7fffu + ((clamped >> 16) & 1u)) >> 16);
 }
 
 inline float BFloat16ToFloat(uint16_t b) {
