@@ -16,10 +16,9 @@
 
 namespace {
 
-const char* const kCodecs[] = {"none",       "fp16",       "bf16",
-                               "scaled_fp16", "uniform8",  "quantile8",
-                               "blockwise8", "blockwise4", "blockwise2",
-                               "blockwise4+zstd"};
+const char* const kCodecs[] = {
+    "none",      "fp16",       "bf16",       "scaled_fp16", "uniform8",
+    "quantile8", "blockwise8", "blockwise4", "blockwise2",  "blockwise4+zstd"};
 
 std::vector<float> TestData(size_t n) {
   std::vector<float> x(n);
@@ -82,8 +81,8 @@ void RegisterAll() {
   for (const char* spec : kCodecs) {
     auto* e = benchmark::RegisterBenchmark((std::string("BM_Encode/") + spec).c_str(),
                                            BM_Encode, std::string(spec));
-    auto* d = benchmark::RegisterBenchmark(
-        (std::string("BM_DecodeAdd/") + spec).c_str(), BM_DecodeAdd, std::string(spec));
+    auto* d = benchmark::RegisterBenchmark((std::string("BM_DecodeAdd/") + spec).c_str(),
+                                           BM_DecodeAdd, std::string(spec));
     for (int64_t size : sizes) {
       e->Arg(size);
       d->Arg(size);

@@ -53,9 +53,8 @@ int main(int argc, char** argv) {
     }
   }
   if (specs.empty()) {
-    specs = {"none",      "fp16",       "bf16",       "scaled_fp16",
-             "uniform8",  "quantile8",  "blockwise8", "blockwise4",
-             "blockwise2", "blockwise4+zstd"};
+    specs = {"none",      "fp16",       "bf16",       "scaled_fp16", "uniform8",
+             "quantile8", "blockwise8", "blockwise4", "blockwise2",  "blockwise4+zstd"};
   }
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 1.0f);

@@ -61,8 +61,8 @@ inline uint32_t BlockKey(uint64_t seed, uint64_t block) {
 
 // Quantizes x[0..n) into the bit field at `shift` of codes[0..n). `first` run
 // assigns whole bytes, later runs OR their field in.
-HIVEMIND_SIMD_CLONES void QuantizeNearest(const float* x, size_t n, float inv,
-                                          float half, int max_q, int shift, bool first,
+HIVEMIND_SIMD_CLONES void QuantizeNearest(const float* x, size_t n, float inv, float half,
+                                          int max_q, int shift, bool first,
                                           uint8_t* codes) {
   for (size_t i = 0; i < n; ++i) {
     int q = static_cast<int>(x[i] * inv + half + 0.5f);
@@ -73,8 +73,8 @@ HIVEMIND_SIMD_CLONES void QuantizeNearest(const float* x, size_t n, float inv,
 }
 
 HIVEMIND_SIMD_CLONES void QuantizeStochastic(const float* x, size_t n, float inv,
-                                             float half, int max_q, int shift,
-                                             bool first, uint32_t key, uint32_t offset,
+                                             float half, int max_q, int shift, bool first,
+                                             uint32_t key, uint32_t offset,
                                              uint8_t* codes) {
   for (size_t i = 0; i < n; ++i) {
     const uint32_t r = Mix32(key + (offset + static_cast<uint32_t>(i)) * 0x9e3779b9u);
@@ -87,8 +87,8 @@ HIVEMIND_SIMD_CLONES void QuantizeStochastic(const float* x, size_t n, float inv
 }
 
 template <int kBits>
-void EncodeBlock(const float* x, size_t m, float absmax, bool stochastic,
-                 uint32_t key, uint8_t* codes) {
+void EncodeBlock(const float* x, size_t m, float absmax, bool stochastic, uint32_t key,
+                 uint8_t* codes) {
   using L = Levels<kBits>;
   const float half = (L::kLevels - 1) * 0.5f;
   const float inv = absmax > 0.0f ? half / absmax : 0.0f;
@@ -98,11 +98,10 @@ void EncodeBlock(const float* x, size_t m, float absmax, bool stochastic,
     if (begin >= m && s > 0) break;
     const size_t n = std::min(h, m - begin);
     if (stochastic) {
-      QuantizeStochastic(x + begin, n, inv, half, L::kLevels - 1, kBits * s, s == 0,
-                         key, static_cast<uint32_t>(begin), codes);
+      QuantizeStochastic(x + begin, n, inv, half, L::kLevels - 1, kBits * s, s == 0, key,
+                         static_cast<uint32_t>(begin), codes);
     } else {
-      QuantizeNearest(x + begin, n, inv, half, L::kLevels - 1, kBits * s, s == 0,
-                      codes);
+      QuantizeNearest(x + begin, n, inv, half, L::kLevels - 1, kBits * s, s == 0, codes);
     }
     // Bytes of the first run past the end of a short last run keep zero bits there.
   }
@@ -174,8 +173,8 @@ void BlockwiseDecode(const PayloadInfo& info, const char* body, const DecodeTarg
     const size_t h = (m + L::kPerByte - 1) / L::kPerByte;
     float* dst = t.dst + k * b;
     for (int r = 0; r < L::kPerByte && r * h < m; ++r) {
-      DequantizeRun(codes, std::min(h, m - r * h), kBits * r, L::kMask,
-                    L::kLevels - 1, step, scale, t.accumulate, dst + r * h);
+      DequantizeRun(codes, std::min(h, m - r * h), kBits * r, L::kMask, L::kLevels - 1,
+                    step, scale, t.accumulate, dst + r * h);
     }
     codes += h;
   }

@@ -34,15 +34,15 @@ void WriteCodebook(const float* x, size_t n, const uint8_t* codes,
     ++count[codes[i]];
   }
   for (int k = 0; k < kBins; ++k) {
-    const float value =
-        count[k] > 0 ? static_cast<float>(sum[k] / static_cast<double>(count[k]))
-                     : fallback[k];
+    const float value = count[k] > 0
+                            ? static_cast<float>(sum[k] / static_cast<double>(count[k]))
+                            : fallback[k];
     StoreLE<float>(body + 4 * k, value);
   }
 }
 
-absl::Status UniformEncode(const CodecOptions&, absl::Span<const float> values,
-                           uint64_t, char* body) {
+absl::Status UniformEncode(const CodecOptions&, absl::Span<const float> values, uint64_t,
+                           char* body) {
   const float* x = values.data();
   const size_t n = values.size();
   if (!AllFinite(x, n)) return NonFiniteInputError();
@@ -90,8 +90,8 @@ inline uint8_t QuantileCode(const std::array<float, kBins - 1>& borders, float x
   return static_cast<uint8_t>(index);
 }
 
-absl::Status QuantileEncode(const CodecOptions&, absl::Span<const float> values,
-                            uint64_t, char* body) {
+absl::Status QuantileEncode(const CodecOptions&, absl::Span<const float> values, uint64_t,
+                            char* body) {
   const float* x = values.data();
   const size_t n = values.size();
   if (!AllFinite(x, n)) return NonFiniteInputError();

@@ -39,8 +39,7 @@ absl::string_view CodecName(CodecId id) {
 absl::Status Codec::Encode(absl::Span<const float> values, std::string* out,
                            const EncodeOptions& options) const {
   out->resize(MaxEncodedSize(values.size()));
-  HIVEMIND_ASSIGN_OR_RETURN(size_t n,
-                            Encode(values, absl::MakeSpan(*out), options));
+  HIVEMIND_ASSIGN_OR_RETURN(size_t n, Encode(values, absl::MakeSpan(*out), options));
   out->resize(n);
   return absl::OkStatus();
 }
@@ -77,8 +76,8 @@ absl::StatusOr<PayloadInfo> ReadPayloadInfo(absl::string_view payload) {
     if (!s.ok()) return absl::DataLossError(s.message());
   } else if (info.block_size != 0) {
     return absl::DataLossError(absl::StrCat(CodecName(info.codec),
-                                            " payload has block size ",
-                                            info.block_size, ", expected 0"));
+                                            " payload has block size ", info.block_size,
+                                            ", expected 0"));
   }
   return info;
 }
@@ -89,9 +88,8 @@ absl::Status DecodeInto(absl::string_view payload, const internal::DecodeTarget&
                         size_t target_size) {
   HIVEMIND_ASSIGN_OR_RETURN(PayloadInfo info, ReadPayloadInfo(payload));
   if (info.count != target_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("payload holds ", info.count, " elements, destination has ",
-                     target_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "payload holds ", info.count, " elements, destination has ", target_size));
   }
   const internal::CodecKernels& kernels = *internal::KernelsFor(info.codec);
   const uint64_t body_size = kernels.body_size(info.count, info.block_size);
@@ -116,8 +114,7 @@ absl::Status Decode(absl::string_view payload, absl::Span<float> out) {
   return DecodeInto(payload, {out.data(), 1.0f, false}, out.size());
 }
 
-absl::Status DecodeAdd(absl::string_view payload, float weight,
-                       absl::Span<float> acc) {
+absl::Status DecodeAdd(absl::string_view payload, float weight, absl::Span<float> acc) {
   if (!std::isfinite(weight)) {
     return absl::InvalidArgumentError(absl::StrCat("weight ", weight, " is not finite"));
   }
@@ -158,15 +155,15 @@ absl::StatusOr<size_t> KernelCodec::Encode(absl::Span<const float> values,
                                            absl::Span<char> out,
                                            const EncodeOptions& encode_options) const {
   if (values.size() > kMaxPayloadElements) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot encode ", values.size(), " elements in one payload (limit ",
-                     kMaxPayloadElements, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("cannot encode ", values.size(),
+                                                   " elements in one payload (limit ",
+                                                   kMaxPayloadElements, ")"));
   }
   const size_t body_size = BodySize(values.size());
   const size_t needed = kPayloadHeaderSize + (options_.zstd ? 0 : body_size);
   if (out.size() < needed) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "output buffer of ", out.size(), " bytes is smaller than ", needed));
+    return absl::InvalidArgumentError(
+        absl::StrCat("output buffer of ", out.size(), " bytes is smaller than ", needed));
   }
   PayloadInfo info{options_.id, options_.zstd, options_.block_size, values.size()};
   WritePayloadHeader(info, out.data());
@@ -180,8 +177,8 @@ absl::StatusOr<size_t> KernelCodec::Encode(absl::Span<const float> values,
   HIVEMIND_RETURN_IF_ERROR(
       kernels_.encode(options_, values, encode_options.seed, raw.data()));
   HIVEMIND_ASSIGN_OR_RETURN(
-      size_t compressed, ZstdCompress(raw, options_.zstd_level, body,
-                                      out.size() - kPayloadHeaderSize));
+      size_t compressed,
+      ZstdCompress(raw, options_.zstd_level, body, out.size() - kPayloadHeaderSize));
   return kPayloadHeaderSize + compressed;
 }
 

@@ -11,9 +11,9 @@ absl::Status ErrorFeedback::Encode(absl::Span<const float> values, std::string* 
                                    const EncodeOptions& options) {
   if (residual_.empty()) residual_.assign(values.size(), 0.0f);
   if (values.size() != residual_.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("error feedback buffer has ", residual_.size(),
-                     " elements, got ", values.size()));
+    return absl::InvalidArgumentError(absl::StrCat("error feedback buffer has ",
+                                                   residual_.size(), " elements, got ",
+                                                   values.size()));
   }
   corrected_.resize(values.size());
   for (size_t i = 0; i < values.size(); ++i) corrected_[i] = values[i] + residual_[i];

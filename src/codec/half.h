@@ -23,7 +23,8 @@ inline uint16_t FloatToHalf(float f) {
   // a float compare-and-select does not without -ffinite-math-only).
   const int32_t kMaxBits = 0x477fe000;  // 65504.0f
   const int32_t raw_abs = static_cast<int32_t>(bits & 0x7fffffffu);
-  const uint32_t abs_bits = static_cast<uint32_t>(raw_abs < kMaxBits ? raw_abs : kMaxBits);
+  const uint32_t abs_bits =
+      static_cast<uint32_t>(raw_abs < kMaxBits ? raw_abs : kMaxBits);
   // Normal half: rebias the exponent (127 -> 15) and round the mantissa from 23 to
   // 10 bits, to nearest even.
   const uint32_t rebiased = abs_bits - (112u << 23);
@@ -56,8 +57,8 @@ inline uint16_t FloatToBFloat16(float f) {
   const uint32_t bits = FloatBits(f);
   const int32_t kMaxBits = 0x7f7f0000;  // kBFloat16Max
   const int32_t raw_abs = static_cast<int32_t>(bits & 0x7fffffffu);
-  const uint32_t clamped =
-      (bits & 0x80000000u) | static_cast<uint32_t>(raw_abs < kMaxBits ? raw_abs : kMaxBits);
+  const uint32_t clamped = (bits & 0x80000000u) |
+                           static_cast<uint32_t>(raw_abs < kMaxBits ? raw_abs : kMaxBits);
   return static_cast<uint16_t>((clamped + 0x7fffu + ((clamped >> 16) & 1u)) >> 16);
 }
 

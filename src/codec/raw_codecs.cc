@@ -28,8 +28,7 @@ absl::Status RawEncode(const CodecOptions&, absl::Span<const float> values, uint
 }
 
 absl::Status RawValidate(const PayloadInfo& info, const char* body) {
-  if (MaxAbsBits(body, info.count) >=
-      kFloatNonFiniteBits) {
+  if (MaxAbsBits(body, info.count) >= kFloatNonFiniteBits) {
     return absl::DataLossError("raw float32 payload holds NaN or Inf");
   }
   return absl::OkStatus();
@@ -61,31 +60,29 @@ HIVEMIND_SIMD_CLONES void ToBFloat16(const float* x, size_t n, char* body) {
   }
 }
 
-absl::Status Float16Encode(const CodecOptions&, absl::Span<const float> values,
-                           uint64_t, char* body) {
+absl::Status Float16Encode(const CodecOptions&, absl::Span<const float> values, uint64_t,
+                           char* body) {
   if (!AllFinite(values.data(), values.size())) return NonFiniteInputError();
   ToHalf(values.data(), values.size(), body);
   return absl::OkStatus();
 }
 
-absl::Status BFloat16Encode(const CodecOptions&, absl::Span<const float> values,
-                            uint64_t, char* body) {
+absl::Status BFloat16Encode(const CodecOptions&, absl::Span<const float> values, uint64_t,
+                            char* body) {
   if (!AllFinite(values.data(), values.size())) return NonFiniteInputError();
   ToBFloat16(values.data(), values.size(), body);
   return absl::OkStatus();
 }
 
 absl::Status Float16Validate(const PayloadInfo& info, const char* body) {
-  if (MaxMasked16(body, info.count, 0x7fff) >=
-      0x7c00) {
+  if (MaxMasked16(body, info.count, 0x7fff) >= 0x7c00) {
     return absl::DataLossError("fp16 payload holds an Inf or NaN code");
   }
   return absl::OkStatus();
 }
 
 absl::Status BFloat16Validate(const PayloadInfo& info, const char* body) {
-  if (MaxMasked16(body, info.count, 0x7fff) >=
-      0x7f80) {
+  if (MaxMasked16(body, info.count, 0x7fff) >= 0x7f80) {
     return absl::DataLossError("bf16 payload holds an Inf or NaN code");
   }
   return absl::OkStatus();
@@ -116,10 +113,9 @@ HIVEMIND_SIMD_CLONES void BFloat16Decode(const PayloadInfo& info, const char* bo
 
 }  // namespace
 
-const CodecKernels kRawKernels = {false, RawBodySize, RawEncode, RawValidate,
-                                  RawDecode};
-const CodecKernels kFloat16Kernels = {false, HalfBodySize, Float16Encode,
-                                      Float16Validate, Float16Decode};
+const CodecKernels kRawKernels = {false, RawBodySize, RawEncode, RawValidate, RawDecode};
+const CodecKernels kFloat16Kernels = {false, HalfBodySize, Float16Encode, Float16Validate,
+                                      Float16Decode};
 const CodecKernels kBFloat16Kernels = {false, HalfBodySize, BFloat16Encode,
                                        BFloat16Validate, BFloat16Decode};
 

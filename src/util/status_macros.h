@@ -10,19 +10,19 @@
 
 // Evaluates `expr` (an absl::Status) and returns it from the enclosing function if it
 // is not OK.
-#define HIVEMIND_RETURN_IF_ERROR(expr)            \
-  do {                                            \
-    ::absl::Status hivemind_status_ = (expr);     \
-    if (!hivemind_status_.ok()) {                 \
-      return hivemind_status_;                    \
-    }                                             \
+#define HIVEMIND_RETURN_IF_ERROR(expr)        \
+  do {                                        \
+    ::absl::Status hivemind_status_ = (expr); \
+    if (!hivemind_status_.ok()) {             \
+      return hivemind_status_;                \
+    }                                         \
   } while (false)
 
 // HIVEMIND_ASSIGN_OR_RETURN(auto x, Foo()); evaluates `rexpr` (an absl::StatusOr<T>),
 // returns its status if not OK, else moves its value into `lhs`.
-#define HIVEMIND_ASSIGN_OR_RETURN(lhs, rexpr) \
-  HIVEMIND_ASSIGN_OR_RETURN_IMPL_(            \
-      HIVEMIND_STATUS_CONCAT_(hivemind_statusor_, __LINE__), lhs, rexpr)
+#define HIVEMIND_ASSIGN_OR_RETURN(lhs, rexpr)                                            \
+  HIVEMIND_ASSIGN_OR_RETURN_IMPL_(HIVEMIND_STATUS_CONCAT_(hivemind_statusor_, __LINE__), \
+                                  lhs, rexpr)
 
 #define HIVEMIND_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
   auto statusor = (rexpr);                                    \

@@ -17,10 +17,9 @@ using testing_util::EncodeOrDie;
 using testing_util::MakeCodec;
 using testing_util::RandomNormal;
 
-const char* const kSpecs[] = {"none",       "fp16",       "bf16",
-                              "scaled_fp16", "uniform8",  "quantile8",
-                              "blockwise8", "blockwise4", "blockwise2",
-                              "blockwise4+zstd"};
+const char* const kSpecs[] = {"none",       "fp16",           "bf16",       "scaled_fp16",
+                              "uniform8",   "quantile8",      "blockwise8", "blockwise4",
+                              "blockwise2", "blockwise4+zstd"};
 
 constexpr float kSentinel = 12345.0f;
 
@@ -36,9 +35,9 @@ void ExpectRejected(const std::string& payload, size_t n, absl::StatusCode code)
 TEST(Encode, RejectsNaNAndInfInEveryCodec) {
   for (const char* spec : kSpecs) {
     auto codec = MakeCodec(spec);
-    for (float bad : {std::numeric_limits<float>::quiet_NaN(),
-                      std::numeric_limits<float>::infinity(),
-                      -std::numeric_limits<float>::infinity()}) {
+    for (float bad :
+         {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+          -std::numeric_limits<float>::infinity()}) {
       std::vector<float> x = RandomNormal(5000, 1);
       x[4321] = bad;
       std::string payload;
@@ -87,8 +86,8 @@ TEST(Decode, RejectsANonFiniteWeight) {
 class HeaderCorruption : public ::testing::Test {
  protected:
   // A valid blockwise4 payload of 100 elements and a raw one, to corrupt.
-  std::string blockwise_ = EncodeOrDie(*MakeCodec("blockwise4:block=64"),
-                                       RandomNormal(100, 4));
+  std::string blockwise_ =
+      EncodeOrDie(*MakeCodec("blockwise4:block=64"), RandomNormal(100, 4));
   std::string raw_ = EncodeOrDie(*MakeCodec("none"), RandomNormal(100, 4));
 };
 
@@ -178,7 +177,8 @@ TEST(BodyCorruption, ZstdFramesAreChecked) {
   // 1000-element header.
   std::vector<float> shorter(x.begin(), x.end() - 1);
   std::string other = EncodeOrDie(*MakeCodec("blockwise8:block=64+zstd"), shorter);
-  std::string mixed = good.substr(0, kPayloadHeaderSize) + other.substr(kPayloadHeaderSize);
+  std::string mixed =
+      good.substr(0, kPayloadHeaderSize) + other.substr(kPayloadHeaderSize);
   ExpectRejected(mixed, x.size(), absl::StatusCode::kDataLoss);
 }
 

@@ -52,8 +52,8 @@ void ExpectWithinBound(const CodecOptions& options, const std::vector<float>& x,
     case CodecId::kFloat16:
       for (size_t i = 0; i < x.size(); ++i) {
         const double clamped = std::min(65504.0, std::max(-65504.0, double{x[i]}));
-        const double bound = std::max(std::fabs(clamped) * std::ldexp(1.0, -11),
-                                      std::ldexp(1.0, -25));
+        const double bound =
+            std::max(std::fabs(clamped) * std::ldexp(1.0, -11), std::ldexp(1.0, -25));
         ASSERT_LE(std::fabs(clamped - y[i]), bound) << i << " x=" << x[i];
       }
       return;
@@ -161,7 +161,8 @@ TEST_P(RoundTrip, ShiftedAndScaled) { Check(RandomNormal(5000, 2, 300.0f, 0.01f)
 
 TEST_P(RoundTrip, WideDynamicRange) {
   std::vector<float> x = RandomNormal(4096, 3);
-  for (size_t i = 0; i < x.size(); ++i) x[i] *= std::exp2(static_cast<float>(i % 40) - 20);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] *= std::exp2(static_cast<float>(i % 40) - 20);
   Check(x);
 }
 
@@ -259,8 +260,7 @@ TEST(Compression, PayloadSizesMatchTheFormat) {
       {"blockwise2", 4 * blocks + (n / 4096) * 1024 + ((n % 4096) + 3) / 4},
   };
   for (const auto& [spec, body] : expected) {
-    EXPECT_EQ(EncodeOrDie(*MakeCodec(spec), x).size(), kPayloadHeaderSize + body)
-        << spec;
+    EXPECT_EQ(EncodeOrDie(*MakeCodec(spec), x).size(), kPayloadHeaderSize + body) << spec;
   }
 }
 

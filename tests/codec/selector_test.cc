@@ -25,8 +25,7 @@ TEST(RoleAdaptiveSelector, EachRoleGetsItsOwnCodec) {
   auto selector = RoleAdaptiveSelector(std::move(roles));
   EXPECT_EQ(selector->Select({10, TensorRole::kGradient}).options().id,
             CodecId::kBlockwise4Bit);
-  EXPECT_EQ(selector->Select({10, TensorRole::kParameter}).options().id,
-            CodecId::kNone);
+  EXPECT_EQ(selector->Select({10, TensorRole::kParameter}).options().id, CodecId::kNone);
   EXPECT_EQ(selector->Select({1000, TensorRole::kParameter}).options().id,
             CodecId::kFloat16);
   // No optimizer-state selector given: falls back to `other`, as does unspecified.

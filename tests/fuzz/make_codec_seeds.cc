@@ -16,11 +16,18 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < values.size(); ++i) {
     values[i] = static_cast<float>((i * 37) % 101) / 17.0f - 3.0f;
   }
-  const char* specs[] = {"none",        "fp16",          "bf16",
-                         "scaled_fp16:block=64", "uniform8", "quantile8",
-                         "blockwise8:block=64",  "blockwise4:block=64",
-                         "blockwise2:block=64",  "blockwise4:block=64+zstd",
-                         "fp16+zstd",            "uniform8+zstd"};
+  const char* specs[] = {"none",
+                         "fp16",
+                         "bf16",
+                         "scaled_fp16:block=64",
+                         "uniform8",
+                         "quantile8",
+                         "blockwise8:block=64",
+                         "blockwise4:block=64",
+                         "blockwise2:block=64",
+                         "blockwise4:block=64+zstd",
+                         "fp16+zstd",
+                         "uniform8+zstd"};
   int index = 0;
   for (const char* spec : specs) {
     auto codec = hivemind::CreateCodecFromSpec(spec);
