@@ -65,7 +65,10 @@ HIVEMIND_SIMD_CLONES void QuantizeNearest(const float* x, size_t n, float inv, f
                                           int max_q, int shift, bool first,
                                           uint8_t* codes) {
   for (size_t i = 0; i < n; ++i) {
-    int q = static_cast<int>(x[i] * inv + half + 0.5f);
+    // t + 0.5 truncated is round-half-up for t >= -0.5, which is all t here (the
+    // clamp catches rounding slop); lround would not vectorize.
+    int q = static_cast<int>(x[i] * inv + half +
+                             0.5f);  // NOLINT(bugprone-incorrect-roundings)
     q = std::min(std::max(q, 0), max_q);
     const uint8_t bits = static_cast<uint8_t>(q << shift);
     codes[i] = first ? bits : static_cast<uint8_t>(codes[i] | bits);

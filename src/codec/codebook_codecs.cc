@@ -20,7 +20,7 @@ namespace internal {
 namespace {
 
 constexpr int kBins = 256;
-constexpr uint64_t kCodebookBytes = 4 * kBins;
+constexpr uint64_t kCodebookBytes = uint64_t{4} * kBins;
 
 uint64_t CodebookBodySize(uint64_t count, uint32_t) { return kCodebookBytes + count; }
 
@@ -37,7 +37,7 @@ void WriteCodebook(const float* x, size_t n, const uint8_t* codes,
     const float value = count[k] > 0
                             ? static_cast<float>(sum[k] / static_cast<double>(count[k]))
                             : fallback[k];
-    StoreLE<float>(body + 4 * k, value);
+    StoreLE<float>(body + size_t{4} * k, value);
   }
 }
 
@@ -55,12 +55,12 @@ absl::Status UniformEncode(const CodecOptions&, absl::Span<const float> values, 
   const double inv = scale > 0.0 ? 1.0 / scale : 0.0;
   uint8_t* codes = reinterpret_cast<uint8_t*>(body + kCodebookBytes);
   for (size_t i = 0; i < n; ++i) {
-    const double t = std::round((x[i] - mean) * inv) + kBins / 2;
+    const double t = std::round((x[i] - mean) * inv) + kBins / 2.0;
     codes[i] = static_cast<uint8_t>(std::min(std::max(t, 0.0), kBins - 1.0));
   }
   std::array<float, kBins> centres;
   for (int k = 0; k < kBins; ++k) {
-    centres[k] = static_cast<float>(mean + (k - kBins / 2) * scale);
+    centres[k] = static_cast<float>(mean + (k - kBins / 2.0) * scale);
   }
   WriteCodebook(x, n, codes, centres, body);
   return absl::OkStatus();
@@ -122,7 +122,8 @@ HIVEMIND_SIMD_CLONES void LookupRun(const uint8_t* codes, size_t n, const float*
 
 void CodebookDecode(const PayloadInfo& info, const char* body, const DecodeTarget& t) {
   std::array<float, kBins> table;
-  for (int k = 0; k < kBins; ++k) table[k] = t.weight * LoadLE<float>(body + 4 * k);
+  for (int k = 0; k < kBins; ++k)
+    table[k] = t.weight * LoadLE<float>(body + size_t{4} * k);
   LookupRun(reinterpret_cast<const uint8_t*>(body + kCodebookBytes), info.count,
             table.data(), t.accumulate, t.dst);
 }

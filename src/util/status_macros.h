@@ -24,11 +24,14 @@
   HIVEMIND_ASSIGN_OR_RETURN_IMPL_(HIVEMIND_STATUS_CONCAT_(hivemind_statusor_, __LINE__), \
                                   lhs, rexpr)
 
+// `lhs` may be a declaration ("auto x"), so it cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define HIVEMIND_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
   auto statusor = (rexpr);                                    \
   if (!statusor.ok()) {                                       \
     return std::move(statusor).status();                      \
   }                                                           \
   lhs = std::move(statusor).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // HIVEMIND_UTIL_STATUS_MACROS_H_
