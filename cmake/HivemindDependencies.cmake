@@ -4,6 +4,8 @@ find_package(Threads REQUIRED)
 find_package(absl REQUIRED)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+# cppzmq is header-only; its pkg-config module pulls in libzmq.
+pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET cppzmq)
 
 if(HIVEMIND_BUILD_TESTS)
   find_package(GTest REQUIRED)

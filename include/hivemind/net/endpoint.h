@@ -1,0 +1,158 @@
+// A peer's network endpoint on ZeroMQ: it listens for requests on one ROUTER socket,
+// keeps one outgoing DEALER connection per remote address, and sends requests with
+// deadlines. One I/O thread owns every socket; other threads hand it work through a
+// queue and a wake-up (see docs/thread_model.md).
+//
+// Every message is one wire frame (hivemind/wire/frame.h) sent as two ZeroMQ frames,
+// header then body, so a body can go out without a copy and be shared by several
+// sends (an all-reduce result goes to every member from one buffer).
+#ifndef HIVEMIND_NET_ENDPOINT_H_
+#define HIVEMIND_NET_ENDPOINT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "hivemind/export.h"
+#include "hivemind/net/identity.h"
+#include "hivemind/wire/frame.h"
+
+namespace hivemind {
+
+// A body to send. Shared and immutable: the same bytes may be in flight to several
+// peers at once, and ZeroMQ sends them without copying.
+using SharedBytes = std::shared_ptr<const std::string>;
+
+inline SharedBytes MakeSharedBytes(std::string bytes) {
+  return std::make_shared<const std::string>(std::move(bytes));
+}
+
+// A received message. The body points into buffers owned by `storage`, so it stays
+// valid as long as the Message (or a copy of it) lives, on any thread.
+struct HIVEMIND_EXPORT Message {
+  wire::FrameHeader header;
+  absl::string_view body;
+  std::shared_ptr<const void> storage;
+};
+
+struct HIVEMIND_EXPORT EndpointOptions {
+  // Where to listen, as a ZeroMQ TCP endpoint; port 0 picks a free port (read the
+  // result with Endpoint::address()). Ignored in client mode. Default: 127.0.0.1:0.
+  std::string listen_address = "tcp://127.0.0.1:0";
+
+  // Client mode (behind NAT): listen nowhere, only open outgoing connections.
+  // Such a peer can send requests but receives none. Default: false.
+  bool client_mode = false;
+
+  // This peer's key pair; generated when empty. Default: empty.
+  KeyPair identity;
+
+  // Largest body accepted; a peer sending a larger message is disconnected by
+  // ZeroMQ before the message is buffered. Default: 64 MiB.
+  uint32_t max_body_size = 64u << 20;
+
+  // Checksum (XXH3-64) every body this endpoint sends. Default: true.
+  bool checksum_bodies = true;
+
+  // Frames a connection may send that fail to parse before every further message
+  // from it is ignored. Default: 1 (the first garbage frame bans the connection).
+  int max_bad_frames = 1;
+};
+
+namespace internal {
+class EndpointCore;
+}  // namespace internal
+
+// Answers one request. Cheap to copy; may be used from any thread, at most once
+// (later calls are ignored), and outlive the request handler. If the endpoint has
+// shut down, replying does nothing.
+class HIVEMIND_EXPORT Responder {
+ public:
+  Responder() = default;
+
+  // Sends `body` as a message of `type` in reply.
+  void Reply(wire::MessageType type, SharedBytes body) const;
+
+  // Sends `status` (not OK) as a kError reply; the requester's callback receives it.
+  void ReplyError(const absl::Status& status) const;
+
+  // The request id of the request being answered.
+  uint64_t request_id() const { return request_id_; }
+
+ private:
+  friend class internal::EndpointCore;
+  std::weak_ptr<internal::EndpointCore> core_;
+  std::string routing_id_;
+  uint64_t request_id_ = 0;
+  std::shared_ptr<std::atomic<bool>> used_;
+};
+
+// Thread safety: every public method may be called from any thread, except that
+// handlers and callbacks run on the I/O thread and must not block (hand heavy work
+// to another thread). Destroying the endpoint shuts it down.
+class HIVEMIND_EXPORT Endpoint {
+ public:
+  // Called on the I/O thread for each valid request of a registered type.
+  using RequestHandler = std::function<void(Message request, Responder responder)>;
+  // Called on the I/O thread exactly once per request: with the reply, with the
+  // peer's error (a kError reply), kDeadlineExceeded when the deadline passes first,
+  // kDataLoss for a malformed reply, or kCancelled at shutdown.
+  using ReplyCallback = std::function<void(absl::StatusOr<Message> reply)>;
+
+  // Binds (unless in client mode) and starts the I/O thread. Returns
+  // kInvalidArgument for a bad listen address or identity, kUnavailable if the
+  // address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Endpoint>> Create(EndpointOptions options);
+
+  ~Endpoint();
+  Endpoint(const Endpoint&) = delete;
+  Endpoint& operator=(const Endpoint&) = delete;
+
+  // The bound address with the real port ("tcp://127.0.0.1:40123"); empty in
+  // client mode.
+  const std::string& address() const;
+
+  // This peer's id (its public key).
+  const PeerId& id() const;
+
+  // Routes requests of `type` to `handler` (replacing any previous one; an empty
+  // handler removes it). Requests of a type without a handler get a kUnimplemented
+  // error reply.
+  void SetHandler(wire::MessageType type, RequestHandler handler);
+
+  // Sends a request to the peer listening at `address` and calls `done` once (see
+  // ReplyCallback). Never blocks on the network.
+  void Request(const std::string& address, wire::MessageType type, SharedBytes body,
+               absl::Time deadline, ReplyCallback done);
+
+  // Blocking convenience: Request and wait for its outcome.
+  absl::StatusOr<Message> Call(const std::string& address, wire::MessageType type,
+                               SharedBytes body, absl::Duration timeout);
+
+  // Counters since creation.
+  struct Stats {
+    uint64_t bytes_sent = 0;
+    uint64_t bytes_received = 0;
+    uint64_t bad_frames = 0;        // frames that failed to parse
+    uint64_t banned_connections = 0;
+  };
+  Stats stats() const;
+
+  // Stops the I/O thread and closes every socket; pending requests complete with
+  // kCancelled. Idempotent; called by the destructor.
+  void Shutdown();
+
+ private:
+  explicit Endpoint(std::shared_ptr<internal::EndpointCore> core);
+  std::shared_ptr<internal::EndpointCore> core_;
+};
+
+}  // namespace hivemind
+
+#endif  // HIVEMIND_NET_ENDPOINT_H_

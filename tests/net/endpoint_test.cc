@@ -1,0 +1,231 @@
+// Endpoint over real ZeroMQ sockets on 127.0.0.1.
+#include "hivemind/net/endpoint.h"
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "hivemind/wire/frame.h"
+#include "zmq.hpp"
+
+namespace hivemind {
+namespace {
+
+using wire::MessageType;
+
+std::unique_ptr<Endpoint> MakeEndpoint(EndpointOptions options = {}) {
+  auto endpoint = Endpoint::Create(std::move(options));
+  EXPECT_TRUE(endpoint.ok()) << endpoint.status();
+  return std::move(endpoint).value();
+}
+
+// Replies to pings with "pong:" + body.
+void ServePing(Endpoint& endpoint) {
+  endpoint.SetHandler(MessageType::kPing, [](Message request, Responder responder) {
+    responder.Reply(MessageType::kPong,
+                    MakeSharedBytes("pong:" + std::string(request.body)));
+  });
+}
+
+TEST(Endpoint, BindsAFreePortAndAnswersRequests) {
+  auto server = MakeEndpoint();
+  auto client = MakeEndpoint();
+  EXPECT_NE(server->address().find("tcp://127.0.0.1:"), std::string::npos);
+  EXPECT_EQ(server->address().find(":0"), std::string::npos);
+  EXPECT_EQ(server->id().size(), 40u);
+  ServePing(*server);
+  auto reply = client->Call(server->address(), MessageType::kPing,
+                            MakeSharedBytes("hello"), absl::Seconds(10));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->header.type, MessageType::kPong);
+  EXPECT_EQ(reply->body, "pong:hello");
+  EXPECT_GT(client->stats().bytes_sent, 5u);
+}
+
+TEST(Endpoint, ManyConcurrentRequestsFromSeveralThreads) {
+  auto server = MakeEndpoint();
+  auto client = MakeEndpoint();
+  ServePing(*server);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        const std::string body = std::to_string(t) + "/" + std::to_string(i);
+        auto reply = client->Call(server->address(), MessageType::kPing,
+                                  MakeSharedBytes(body), absl::Seconds(10));
+        if (reply.ok() && reply->body == "pong:" + body) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 200);
+}
+
+TEST(Endpoint, LargeBodiesArriveIntact) {
+  auto server = MakeEndpoint();
+  auto client = MakeEndpoint();
+  std::string big(32 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 + 7);
+  server->SetHandler(MessageType::kStateRequest, [](Message request, Responder r) {
+    r.Reply(MessageType::kStateChunk, MakeSharedBytes(std::string(request.body)));
+  });
+  auto reply = client->Call(server->address(), MessageType::kStateRequest,
+                            MakeSharedBytes(big), absl::Seconds(30));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_TRUE(reply->body == big);
+}
+
+TEST(Endpoint, DeadPeerGivesDeadlineExceeded) {
+  auto client = MakeEndpoint();
+  std::string address;
+  {
+    auto gone = MakeEndpoint();
+    address = gone->address();
+  }
+  const absl::Time start = absl::Now();
+  auto reply = client->Call(address, MessageType::kPing, MakeSharedBytes("x"),
+                            absl::Milliseconds(300));
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST(Endpoint, SlowHandlerMissesTheDeadline) {
+  std::vector<Responder> parked;  // never answered in time; outlives the server
+  auto server = MakeEndpoint();
+  auto client = MakeEndpoint();
+  server->SetHandler(MessageType::kPing,
+                     [&](Message, Responder r) { parked.push_back(std::move(r)); });
+  auto reply = client->Call(server->address(), MessageType::kPing, MakeSharedBytes(""),
+                            absl::Milliseconds(200));
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(Endpoint, ErrorRepliesCarryThePeerStatus) {
+  auto server = MakeEndpoint();
+  auto client = MakeEndpoint();
+  server->SetHandler(MessageType::kPing, [](Message, Responder r) {
+    r.ReplyError(absl::FailedPreconditionError("not now"));
+  });
+  auto reply = client->Call(server->address(), MessageType::kPing, MakeSharedBytes(""),
+                            absl::Seconds(10));
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reply.status().message(), "not now");
+  // No handler for this type: kUnimplemented.
+  reply = client->Call(server->address(), MessageType::kJoinRequest, MakeSharedBytes(""),
+                       absl::Seconds(10));
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnimplemented);
+}
+
+TEST(Endpoint, ShutdownCancelsPendingRequests) {
+  std::vector<Responder> parked;  // outlives the server, whose thread fills it
+  auto server = MakeEndpoint();
+  server->SetHandler(MessageType::kPing,
+                     [&](Message, Responder r) { parked.push_back(std::move(r)); });
+  auto client = MakeEndpoint();
+  absl::Notification done;
+  absl::Status outcome;
+  client->Request(server->address(), MessageType::kPing, MakeSharedBytes(""),
+                  absl::Now() + absl::Seconds(60), [&](absl::StatusOr<Message> r) {
+                    outcome = r.status();
+                    done.Notify();
+                  });
+  absl::SleepFor(absl::Milliseconds(100));
+  client->Shutdown();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(outcome.code(), absl::StatusCode::kCancelled);
+  client->Shutdown();  // idempotent
+  // Requests after shutdown fail at once.
+  auto late = client->Call(server->address(), MessageType::kPing, MakeSharedBytes(""),
+                           absl::Seconds(1));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST(Endpoint, ClientModeListensNowhereButCanCall) {
+  auto server = MakeEndpoint();
+  ServePing(*server);
+  EndpointOptions options;
+  options.client_mode = true;
+  auto client = MakeEndpoint(options);
+  EXPECT_TRUE(client->address().empty());
+  auto reply = client->Call(server->address(), MessageType::kPing, MakeSharedBytes("c"),
+                            absl::Seconds(10));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->body, "pong:c");
+}
+
+TEST(Endpoint, BadListenAddressIsAnError) {
+  EndpointOptions options;
+  options.listen_address = "nonsense://x";
+  EXPECT_FALSE(Endpoint::Create(options).ok());
+}
+
+// Sends raw multipart messages to `address` from a plain DEALER socket.
+void SendRaw(zmq::context_t& context, const std::string& address,
+             const std::vector<std::string>& frames) {
+  zmq::socket_t raw(context, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 1000);
+  raw.connect(address);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    raw.send(zmq::buffer(frames[i]),
+             i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  raw.close();
+}
+
+TEST(Endpoint, GarbageIsRejectedAndHonestPeersAreStillServed) {
+  auto server = MakeEndpoint();
+  ServePing(*server);
+  zmq::context_t context;
+  const std::string valid =
+      wire::EncodeFrame(MessageType::kPing, 1, "payload", /*checksum=*/true);
+  std::string corrupt_header = valid.substr(0, wire::kFrameHeaderSize);
+  corrupt_header[0] = 'X';
+  std::string bad_checksum = valid.substr(0, wire::kFrameHeaderSize);
+  SendRaw(context, server->address(), {"complete garbage"});
+  SendRaw(context, server->address(), {corrupt_header, "payload"});
+  SendRaw(context, server->address(), {bad_checksum, "paYload"});
+  SendRaw(context, server->address(), {valid.substr(0, 20), "payload"});  // truncated
+  SendRaw(context, server->address(), {valid.substr(0, 32), "pay"});      // short body
+  auto client = MakeEndpoint();
+  // The honest client is served while (and after) garbage arrives.
+  for (int i = 0; i < 20; ++i) {
+    auto reply = client->Call(server->address(), MessageType::kPing,
+                              MakeSharedBytes("ok"), absl::Seconds(10));
+    ASSERT_TRUE(reply.ok()) << reply.status();
+  }
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (server->stats().bad_frames < 5 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(server->stats().bad_frames, 5u);
+  EXPECT_EQ(server->stats().banned_connections, 5u);
+}
+
+TEST(Endpoint, AConnectionIsIgnoredAfterItsFirstGarbageFrame) {
+  std::atomic<int> served{0};
+  auto server = MakeEndpoint();
+  server->SetHandler(MessageType::kPing, [&](Message, Responder r) {
+    ++served;
+    r.Reply(MessageType::kPong, MakeSharedBytes(""));
+  });
+  zmq::context_t context;
+  const std::string valid = wire::EncodeFrame(MessageType::kPing, 1, "", false);
+  // Garbage first, then a valid request on the same connection: ignored.
+  zmq::socket_t raw(context, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(server->address());
+  raw.send(zmq::str_buffer("junk"), zmq::send_flags::none);
+  raw.send(zmq::buffer(valid.substr(0, 32)), zmq::send_flags::sndmore);
+  raw.send(zmq::message_t(), zmq::send_flags::none);
+  raw.set(zmq::sockopt::rcvtimeo, 500);
+  zmq::message_t reply;
+  EXPECT_FALSE(raw.recv(reply));
+  EXPECT_EQ(served.load(), 0);
+}
+
+}  // namespace
+}  // namespace hivemind
