@@ -245,8 +245,8 @@ void EndpointCore::StartRequest(OutgoingRequest request) {
 }
 
 void EndpointCore::SendReply(const OutgoingReply& reply) {
-  if (router_) SendFrame(*router_, &reply.routing_id, reply.type, reply.request_id,
-                         reply.body);
+  if (router_)
+    SendFrame(*router_, &reply.routing_id, reply.type, reply.request_id, reply.body);
 }
 
 void EndpointCore::SendFrame(zmq::socket_t& socket, const std::string* routing_id,
@@ -288,11 +288,10 @@ void EndpointCore::HandleRequest(const std::string& routing_id,
                                  std::vector<zmq::message_t> parts) {
   if (banned_.contains(routing_id)) return;
   absl::StatusOr<wire::FrameView> frame =
-      parts.size() == 2
-          ? wire::ParseFrame(View(parts[0]), View(parts[1]),
-                             wire::FrameLimits{options_.max_body_size})
-          : absl::DataLossError(absl::StrCat("request of ", parts.size(),
-                                             " ZeroMQ frames, expected 2"));
+      parts.size() == 2 ? wire::ParseFrame(View(parts[0]), View(parts[1]),
+                                           wire::FrameLimits{options_.max_body_size})
+                        : absl::DataLossError(absl::StrCat("request of ", parts.size(),
+                                                           " ZeroMQ frames, expected 2"));
   for (const auto& p : parts) bytes_received_ += p.size();
   if (!frame.ok()) {
     ++bad_frames_;
@@ -376,7 +375,8 @@ void EndpointCore::FailAllPending(const absl::Status& status) {
 
 void Responder::Reply(wire::MessageType type, SharedBytes body) const {
   if (used_ == nullptr || used_->exchange(true)) return;
-  if (auto core = core_.lock()) core->Reply(routing_id_, request_id_, type, std::move(body));
+  if (auto core = core_.lock())
+    core->Reply(routing_id_, request_id_, type, std::move(body));
 }
 
 void Responder::ReplyError(const absl::Status& status) const {
@@ -408,9 +408,8 @@ void Endpoint::Request(const std::string& address, wire::MessageType type,
   core_->Request(address, type, std::move(body), deadline, std::move(done));
 }
 
-absl::StatusOr<Message> Endpoint::Call(const std::string& address,
-                                       wire::MessageType type, SharedBytes body,
-                                       absl::Duration timeout) {
+absl::StatusOr<Message> Endpoint::Call(const std::string& address, wire::MessageType type,
+                                       SharedBytes body, absl::Duration timeout) {
   absl::Notification done;
   absl::StatusOr<Message> result = absl::UnknownError("no reply");
   Request(address, type, std::move(body), absl::Now() + timeout,

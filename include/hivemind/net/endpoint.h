@@ -139,7 +139,7 @@ class HIVEMIND_EXPORT Endpoint {
   struct Stats {
     uint64_t bytes_sent = 0;
     uint64_t bytes_received = 0;
-    uint64_t bad_frames = 0;        // frames that failed to parse
+    uint64_t bad_frames = 0;  // frames that failed to parse
     uint64_t banned_connections = 0;
   };
   Stats stats() const;

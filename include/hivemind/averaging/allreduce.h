@@ -1,0 +1,129 @@
+// The butterfly all-reduce: a group averages a flat float vector. The vector is split
+// into one span per member (SplitIntoSpans); every member streams its parts of span j
+// to member j, which accumulates the weighted average in fp32 as parts arrive, encodes
+// each averaged part once and sends the same bytes back to every member, so all
+// survivors end with bit-identical values. Encoding, network and reduction overlap
+// part by part.
+//
+// Faults. A sender that does not deliver its next part within `sender_timeout` (of
+// the round's start, its previous part, or the reducer's last answer to it, whichever
+// is latest; a sender still waiting for an answer is never late), or that sends an
+// invalid part, is excluded by that reducer for the rest of the round;
+// the average is over those who delivered (parts already received stay in). An
+// excluded sender keeps its local values for that span. A reducer that dies (or
+// misses the reply deadline) leaves the parts it owed at their local values. Every
+// wait has a deadline; Run returns by options.timeout (plus one poll period).
+#ifndef HIVEMIND_AVERAGING_ALLREDUCE_H_
+#define HIVEMIND_AVERAGING_ALLREDUCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "hivemind/averaging/group.h"
+#include "hivemind/codec/codec.h"
+#include "hivemind/export.h"
+#include "hivemind/net/endpoint.h"
+
+namespace hivemind {
+
+struct HIVEMIND_EXPORT AllReduceOptions {
+  // Codec for the parts this member sends and the results it sends back as a
+  // reducer. Not owned; must outlive Run. Null: raw float32. Default: null.
+  const Codec* codec = nullptr;
+
+  // This member's weight in the average (for example its number of samples).
+  // Must be finite and >= 0. Ignored for auxiliary members. Default: 1.
+  float weight = 1.0f;
+
+  // Error feedback: if set, a residual buffer of the vector's size (zeros on first
+  // use) kept by the caller across rounds. What the codec loses on this member's
+  // parts is added to the next round's parts. Not owned. Default: null.
+  std::vector<float>* residual = nullptr;
+
+  // Elements per part: the unit of streaming and pipelining. Default: 128 Ki
+  // (512 KiB of float32).
+  uint32_t part_size = 128 * 1024;
+
+  // Parts in flight to one reducer before waiting for results. Default: 8.
+  int max_parts_in_flight = 8;
+
+  // A reducer excludes a sender whose next part is this late (see Faults above).
+  // A sender also gives up on a reducer that has not answered a part within 3x
+  // this. Default: 10 s.
+  absl::Duration sender_timeout = absl::Seconds(10);
+
+  // The whole round. Default: 60 s.
+  absl::Duration timeout = absl::Seconds(60);
+};
+
+// What became of one member's span, from this member's point of view.
+struct HIVEMIND_EXPORT SpanOutcome {
+  int reducer = 0;
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  // OK: the span holds the group average. Otherwise why (some of) it kept local
+  // values: the reducer failed (kDeadlineExceeded, kUnavailable, ...), or excluded
+  // this member.
+  absl::Status status;
+  // Parts of the span that hold averaged values (all of them when status is OK).
+  uint64_t parts_averaged = 0;
+  uint64_t parts = 0;
+};
+
+struct HIVEMIND_EXPORT AllReduceReport {
+  std::vector<SpanOutcome> spans;  // one per member, in member order
+  // Senders this member's reducer excluded, with the reason.
+  std::vector<std::pair<int, absl::Status>> excluded;
+  // For this member's own span: members whose data is in every part of it.
+  std::vector<int> contributors;
+  uint64_t bytes_sent = 0;  // bodies of this round's messages
+  uint64_t bytes_received = 0;
+  absl::Duration encode_time;  // encoding parts and results
+  absl::Duration reduce_time;  // decoding and accumulating received parts
+  absl::Duration total_time;
+};
+
+// Runs all-reduce rounds over one endpoint. Registers itself as the endpoint's
+// handler for kAllReducePart; parts that arrive before the local round starts are
+// held (up to 256 MiB, for 30 s) and handed over when it does.
+//
+// Thread safety: Run may be called concurrently for different groups. The
+// endpoint must outlive this object.
+class HIVEMIND_EXPORT AllReducer {
+ public:
+  explicit AllReducer(Endpoint* endpoint);
+  ~AllReducer();
+  AllReducer(const AllReducer&) = delete;
+  AllReducer& operator=(const AllReducer&) = delete;
+
+  // Averages `values` in place with the group, as member `my_index`. Blocks until
+  // the round ends (at the latest options.timeout after the call).
+  //
+  // Returns the report (partial failures are in it, not in the status), or:
+  //  - kInvalidArgument: my_index out of range, an empty or duplicate group id, a
+  //    non-finite or negative weight, a residual of the wrong size, values holding
+  //    NaN or Inf (nothing is sent then);
+  //  - kFailedPrecondition: another round with this group id is running here;
+  //  - kCancelled: the endpoint shut down during the round.
+  // Auxiliary members pass a vector of the group's size; its values are ignored and
+  // left unchanged.
+  absl::StatusOr<AllReduceReport> Run(const GroupInfo& group, int my_index,
+                                      absl::Span<float> values,
+                                      const AllReduceOptions& options = {});
+
+ private:
+  class Registry;
+  Endpoint* endpoint_;
+  std::shared_ptr<Registry> registry_;
+};
+
+}  // namespace hivemind
+
+#endif  // HIVEMIND_AVERAGING_ALLREDUCE_H_

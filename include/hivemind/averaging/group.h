@@ -1,0 +1,36 @@
+// A group of peers that average together in one round: its id and ordered members.
+// Every member holds an identical GroupInfo (matchmaking sends it; tests build it).
+#ifndef HIVEMIND_AVERAGING_GROUP_H_
+#define HIVEMIND_AVERAGING_GROUP_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hivemind/export.h"
+#include "hivemind/net/identity.h"
+
+namespace hivemind {
+
+// How a member takes part. Do not renumber (sent by matchmaking).
+enum class MemberMode : uint8_t {
+  kNode = 0,       // contributes data and reduces a span
+  kClient = 1,     // behind NAT: contributes data, reduces nothing, accepts no requests
+  kAuxiliary = 2,  // reduces a span, contributes no data (weight 0), gets no result
+};
+
+struct HIVEMIND_EXPORT GroupMember {
+  PeerId peer_id;
+  std::string address;     // where its endpoint listens; empty for clients
+  double bandwidth = 0.0;  // announced, in any consistent unit; 0 = unknown
+  MemberMode mode = MemberMode::kNode;
+};
+
+struct HIVEMIND_EXPORT GroupInfo {
+  std::string group_id;              // random bytes, unique per round
+  std::vector<GroupMember> members;  // same order on every member
+};
+
+}  // namespace hivemind
+
+#endif  // HIVEMIND_AVERAGING_GROUP_H_

@@ -1,0 +1,392 @@
+#include "averaging/round.h"
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "averaging/messages.h"
+#include "hivemind/averaging/load_balancing.h"
+
+namespace hivemind {
+namespace internal {
+namespace {
+
+// Longest the round thread sleeps between checks of the senders' deadlines.
+constexpr absl::Duration kTick = absl::Milliseconds(50);
+
+}  // namespace
+
+void RoundInbox::PushPart(PartEvent event) {
+  absl::MutexLock lock(&mu_);
+  parts_.push_back(std::move(event));
+}
+
+void RoundInbox::PushResult(ResultEvent event) {
+  absl::MutexLock lock(&mu_);
+  results_.push_back(std::move(event));
+}
+
+void RoundInbox::WaitAndTake(absl::Time deadline, std::vector<PartEvent>* parts,
+                             std::vector<ResultEvent>* results) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !parts_.empty() || !results_.empty();
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+  parts->swap(parts_);
+  results->swap(results_);
+  parts_.clear();
+  results_.clear();
+}
+
+Round::Round(Endpoint* endpoint, const GroupInfo& group, int my_index,
+             absl::Span<float> values, const AllReduceOptions& options,
+             const Codec* codec, std::shared_ptr<RoundInbox> inbox)
+    : endpoint_(endpoint),
+      group_(group),
+      me_(my_index),
+      values_(values),
+      options_(options),
+      codec_(codec),
+      inbox_(std::move(inbox)) {}
+
+uint64_t Round::SeedFor(uint32_t part) const {
+  // Stochastic rounding noise differs per round (group id), member and part.
+  return std::hash<std::string>()(group_.group_id) ^
+         (uint64_t{part} << 20 ^ static_cast<uint64_t>(me_)) * 0x9e3779b97f4a7c15ull;
+}
+
+bool Round::Contributes() const {
+  return group_.members[me_].mode != MemberMode::kAuxiliary;
+}
+
+void Round::Layout() {
+  const std::vector<uint64_t> sizes = SplitIntoSpans(values_.size(), group_.members);
+  uint64_t begin = 0;
+  for (uint64_t size : sizes) {
+    const uint32_t parts =
+        static_cast<uint32_t>((size + options_.part_size - 1) / options_.part_size);
+    spans_.push_back({begin, begin + size, parts});
+    begin += size;
+  }
+}
+
+uint64_t Round::PartBegin(int reducer, uint32_t part) const {
+  return spans_[reducer].begin + uint64_t{part} * options_.part_size;
+}
+
+uint64_t Round::PartEnd(int reducer, uint32_t part) const {
+  return std::min(spans_[reducer].end, PartBegin(reducer, part) + options_.part_size);
+}
+
+absl::StatusOr<AllReduceReport> Round::Run() {
+  start_ = absl::Now();
+  deadline_ = start_ + options_.timeout;
+  Layout();
+  const size_t n = group_.members.size();
+  out_.resize(n);
+  for (size_t j = 0; j < n; ++j) {
+    out_[j].active = Contributes() && static_cast<int>(j) != me_ && spans_[j].parts > 0;
+  }
+  const SpanLayout& mine = spans_[me_];
+  acc_.assign(mine.end - mine.begin, 0.0f);
+  const float my_weight = Contributes() ? options_.weight : 0.0f;
+  for (uint64_t i = 0; i < acc_.size(); ++i)
+    acc_[i] = my_weight * values_[mine.begin + i];
+  reduced_.resize(mine.parts);
+  for (ReducedPart& p : reduced_) {
+    p.weight_sum = my_weight;
+    p.received.assign(n, false);
+  }
+  expected_.assign(n, false);
+  for (size_t s = 0; s < n; ++s) {
+    expected_[s] = static_cast<int>(s) != me_ && mine.parts > 0 &&
+                   group_.members[s].mode != MemberMode::kAuxiliary;
+  }
+  delivered_.assign(n, 0);
+  unanswered_.assign(n, 0);
+  last_progress_.assign(n, start_);
+
+  std::vector<PartEvent> parts;
+  std::vector<ResultEvent> results;
+  FinalizeReady();  // a span nobody else contributes to is ready at once
+  while (!Finished() && !cancelled_) {
+    SendMore();
+    const absl::Time now = absl::Now();
+    if (now >= deadline_) break;
+    inbox_->WaitAndTake(std::min(deadline_, now + kTick), &parts, &results);
+    for (PartEvent& e : parts) OnPart(e);
+    for (ResultEvent& e : results) OnResult(e);
+    ExcludeLateSenders(absl::Now());
+    FinalizeReady();
+  }
+  // Out of time: finish this member's span with whatever arrived.
+  for (size_t s = 0; s < n; ++s) {
+    if (expected_[s] && delivered_[s] < mine.parts) {
+      Exclude(static_cast<int>(s), absl::DeadlineExceededError("round timed out"));
+    }
+  }
+  FinalizeReady();
+  if (cancelled_) return absl::CancelledError("endpoint shut down during the round");
+  return MakeReport();
+}
+
+void Round::SendMore() {
+  for (size_t j = 0; j < out_.size(); ++j) {
+    Outgoing& o = out_[j];
+    while (o.active && o.next_part < spans_[j].parts &&
+           o.in_flight < options_.max_parts_in_flight) {
+      SendPart(static_cast<int>(j), o.next_part++);
+      ++o.in_flight;
+    }
+  }
+}
+
+void Round::SendPart(int reducer, uint32_t part) {
+  const absl::Time t0 = absl::Now();
+  const uint64_t begin = PartBegin(reducer, part), end = PartEnd(reducer, part);
+  absl::Span<const float> input = values_.subspan(begin, end - begin);
+  if (options_.residual != nullptr) {
+    scratch_.resize(end - begin);
+    for (uint64_t i = begin; i < end; ++i) {
+      scratch_[i - begin] = values_[i] + (*options_.residual)[i];
+    }
+    input = scratch_;
+  }
+  std::string body;
+  WritePartHeader({group_.group_id, static_cast<uint32_t>(me_),
+                   static_cast<uint32_t>(reducer), part, options_.weight},
+                  &body);
+  const size_t header = body.size();
+  body.resize(header + codec_->MaxEncodedSize(input.size()));
+  absl::StatusOr<size_t> n =
+      codec_->Encode(input, absl::MakeSpan(body).subspan(header), {SeedFor(part)});
+  // Inputs were checked for NaN/Inf before the round; a residual cannot make them
+  // non-finite unless it holds garbage, which is the caller's bug.
+  body.resize(header + n.value_or(0));
+  if (options_.residual != nullptr && n.ok()) {
+    // residual = (values + residual) - decoded, in place on the scratch copy.
+    (void)DecodeAdd(absl::string_view(body).substr(header), -1.0f,
+                    absl::MakeSpan(scratch_));
+    std::copy(scratch_.begin(), scratch_.end(), options_.residual->begin() + begin);
+  }
+  report_.encode_time += absl::Now() - t0;
+  report_.bytes_sent += body.size();
+  std::shared_ptr<RoundInbox> inbox = inbox_;
+  endpoint_->Request(group_.members[reducer].address, wire::MessageType::kAllReducePart,
+                     MakeSharedBytes(std::move(body)),
+                     std::min(deadline_, absl::Now() + 3 * options_.sender_timeout),
+                     [inbox, reducer, part](absl::StatusOr<Message> reply) {
+                       inbox->PushResult({reducer, part, std::move(reply)});
+                     });
+}
+
+void Round::OnResult(ResultEvent& event) {
+  Outgoing& o = out_[event.reducer];
+  --o.in_flight;
+  absl::Status status = event.reply.status();
+  if (status.ok()) {
+    report_.bytes_received += event.reply->body.size();
+    ResultHeader header;
+    absl::string_view payload;
+    status = ParseResult(event.reply->body, &header, &payload);
+    if (status.ok() && (header.group_id != group_.group_id ||
+                        header.reducer != static_cast<uint32_t>(event.reducer) ||
+                        header.part != event.part)) {
+      status = absl::DataLossError("result does not answer the part that was sent");
+    }
+    if (status.ok()) {
+      const uint64_t begin = PartBegin(event.reducer, event.part);
+      const uint64_t end = PartEnd(event.reducer, event.part);
+      status = Decode(payload, values_.subspan(begin, end - begin));
+    }
+  }
+  if (status.ok()) {
+    ++o.averaged;
+    return;
+  }
+  if (status.code() == absl::StatusCode::kCancelled) cancelled_ = true;
+  if (o.status.ok()) {
+    o.status = absl::Status(
+        status.code(), absl::StrCat("reducer ", event.reducer, ": ", status.message()));
+  }
+  o.active = false;  // keep local values for the rest of this span
+}
+
+void Round::OnPart(PartEvent& event) {
+  absl::Status status = AcceptPart(event);
+  if (!status.ok()) event.responder.ReplyError(status);
+}
+
+absl::Status Round::AcceptPart(PartEvent& event) {
+  PartHeader header;
+  absl::string_view payload;
+  absl::Status parsed = ParsePart(event.message.body, &header, &payload);
+  if (!parsed.ok()) return parsed;  // cannot tell who sent it: nobody to exclude
+  const uint32_t s = header.sender;
+  if (s >= expected_.size() || !expected_[s] ||
+      header.reducer != static_cast<uint32_t>(me_) || header.part >= reduced_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("unexpected part ", header.part,
+                                                   " from member ", s, " for reducer ",
+                                                   header.reducer));
+  }
+  ReducedPart& p = reduced_[header.part];
+  if (p.finalized || p.received[s]) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "part ", header.part, " from member ", s, " came after the part was reduced"));
+  }
+  report_.bytes_received += event.message.body.size();
+  const absl::Time t0 = absl::Now();
+  const uint64_t begin = PartBegin(me_, header.part) - spans_[me_].begin;
+  const uint64_t end = PartEnd(me_, header.part) - spans_[me_].begin;
+  absl::Status added =
+      DecodeAdd(payload, header.weight, absl::MakeSpan(acc_).subspan(begin, end - begin));
+  report_.reduce_time += absl::Now() - t0;
+  if (!added.ok()) {
+    Exclude(static_cast<int>(s), added);
+    return added;
+  }
+  p.weight_sum += header.weight;
+  p.received[s] = true;
+  p.waiting.push_back(std::move(event.responder));
+  ++delivered_[s];
+  ++unanswered_[s];
+  last_progress_[s] = absl::Now();
+  return absl::OkStatus();
+}
+
+void Round::ExcludeLateSenders(absl::Time now) {
+  for (size_t s = 0; s < expected_.size(); ++s) {
+    if (expected_[s] && delivered_[s] < reduced_.size() && unanswered_[s] == 0 &&
+        now - last_progress_[s] > options_.sender_timeout) {
+      Exclude(static_cast<int>(s), absl::DeadlineExceededError(absl::StrCat(
+                                       "no part ", delivered_[s], " within ",
+                                       absl::FormatDuration(options_.sender_timeout))));
+    }
+  }
+}
+
+void Round::Exclude(int sender, absl::Status why) {
+  if (!expected_[sender]) return;
+  expected_[sender] = false;
+  report_.excluded.emplace_back(sender, std::move(why));
+}
+
+void Round::FinalizeReady() {
+  for (uint32_t k = 0; k < reduced_.size(); ++k) {
+    ReducedPart& p = reduced_[k];
+    if (p.finalized) continue;
+    bool ready = true;
+    for (size_t s = 0; s < expected_.size() && ready; ++s) {
+      ready = !expected_[s] || p.received[s];
+    }
+    if (ready) Finalize(k);
+  }
+}
+
+void Round::Finalize(uint32_t k) {
+  ReducedPart& p = reduced_[k];
+  p.finalized = true;
+  // Answering unblocks the senders of this part: their clocks restart now.
+  const absl::Time now = absl::Now();
+  for (size_t s = 0; s < p.received.size(); ++s) {
+    if (p.received[s]) {
+      --unanswered_[s];
+      last_progress_[s] = now;
+    }
+  }
+  std::vector<Responder> waiting = std::move(p.waiting);
+  if (!(p.weight_sum > 0.0)) {
+    for (Responder& r : waiting) {
+      r.ReplyError(absl::FailedPreconditionError("the part's total weight is zero"));
+    }
+    return;
+  }
+  const absl::Time t0 = absl::Now();
+  const uint64_t begin = PartBegin(me_, k), end = PartEnd(me_, k);
+  absl::Span<float> averaged =
+      absl::MakeSpan(acc_).subspan(begin - spans_[me_].begin, end - begin);
+  const float total = static_cast<float>(p.weight_sum);
+  for (float& v : averaged) v /= total;
+  // Error feedback on the reducer side too (as AQ-SGD's shard owner): this member's
+  // residual slots for its own span are never used by its sender side, so they hold
+  // what the result encoding lost.
+  float* residual = options_.residual ? options_.residual->data() + begin : nullptr;
+  if (residual != nullptr) {
+    for (size_t i = 0; i < averaged.size(); ++i) averaged[i] += residual[i];
+  }
+  std::string body;
+  WriteResultHeader({group_.group_id, static_cast<uint32_t>(me_), k}, &body);
+  const size_t header = body.size();
+  body.resize(header + codec_->MaxEncodedSize(averaged.size()));
+  absl::StatusOr<size_t> n =
+      codec_->Encode(averaged, absl::MakeSpan(body).subspan(header), {SeedFor(k)});
+  report_.encode_time += absl::Now() - t0;
+  if (!n.ok()) {  // an overflowing average: nobody gets a result for this part
+    for (Responder& r : waiting) r.ReplyError(n.status());
+    return;
+  }
+  body.resize(header + *n);
+  if (residual != nullptr) {
+    (void)DecodeAdd(absl::string_view(body).substr(header), -1.0f, averaged);
+    std::copy(averaged.begin(), averaged.end(), residual);
+  }
+  // Every member, this one included, takes the average from the same bytes.
+  if (Contributes()) {
+    (void)Decode(absl::string_view(body).substr(header),
+                 values_.subspan(begin, end - begin));
+  }
+  p.averaged = true;
+  SharedBytes shared = MakeSharedBytes(std::move(body));
+  for (Responder& r : waiting) {
+    r.Reply(wire::MessageType::kAllReduceResult, shared);
+    report_.bytes_sent += shared->size();
+  }
+}
+
+bool Round::Finished() const {
+  for (size_t j = 0; j < out_.size(); ++j) {
+    const Outgoing& o = out_[j];
+    if (o.in_flight > 0 || (o.active && o.next_part < spans_[j].parts)) return false;
+  }
+  for (const ReducedPart& p : reduced_) {
+    if (!p.finalized) return false;
+  }
+  return true;
+}
+
+AllReduceReport Round::MakeReport() {
+  const size_t n = group_.members.size();
+  for (size_t j = 0; j < n; ++j) {
+    SpanOutcome span;
+    span.reducer = static_cast<int>(j);
+    span.begin = spans_[j].begin;
+    span.end = spans_[j].end;
+    span.parts = spans_[j].parts;
+    if (static_cast<int>(j) == me_) {
+      for (const ReducedPart& p : reduced_) span.parts_averaged += p.averaged ? 1 : 0;
+    } else if (Contributes()) {
+      span.parts_averaged = out_[j].averaged;
+      span.status = out_[j].status;
+    }
+    if (span.status.ok() && span.parts_averaged < span.parts && Contributes()) {
+      span.status = absl::DeadlineExceededError(
+          absl::StrCat(span.parts - span.parts_averaged, " of ", span.parts,
+                       " parts were not averaged before the deadline"));
+    }
+    report_.spans.push_back(std::move(span));
+  }
+  for (size_t s = 0; s < n; ++s) {
+    const bool me_contributing = static_cast<int>(s) == me_ && Contributes();
+    if (me_contributing || (expected_[s] && delivered_[s] == reduced_.size())) {
+      report_.contributors.push_back(static_cast<int>(s));
+    }
+  }
+  report_.total_time = absl::Now() - start_;
+  return std::move(report_);
+}
+
+}  // namespace internal
+}  // namespace hivemind

@@ -1,0 +1,128 @@
+// One all-reduce round as seen by one member: the sender side (streaming parts to
+// every reducer and applying the results) and the reducer side (accumulating the
+// parts of this member's span and answering each with the averaged part). Runs on
+// the thread that called AllReducer::Run; the endpoint's I/O thread only queues
+// events into the round's inbox.
+#ifndef HIVEMIND_AVERAGING_ROUND_H_
+#define HIVEMIND_AVERAGING_ROUND_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "hivemind/averaging/allreduce.h"
+
+namespace hivemind {
+namespace internal {
+
+struct PartEvent {
+  Message message;
+  Responder responder;
+};
+
+struct ResultEvent {
+  int reducer = 0;
+  uint32_t part = 0;
+  absl::StatusOr<Message> reply;
+};
+
+// Where the I/O thread drops events for a round. Shared with reply callbacks, which
+// may outlive the round.
+class RoundInbox {
+ public:
+  void PushPart(PartEvent event);
+  void PushResult(ResultEvent event);
+  // Waits until an event is queued or `deadline` passes, then moves every queued
+  // event into the outputs.
+  void WaitAndTake(absl::Time deadline, std::vector<PartEvent>* parts,
+                   std::vector<ResultEvent>* results);
+
+ private:
+  absl::Mutex mu_;
+  std::vector<PartEvent> parts_ ABSL_GUARDED_BY(mu_);
+  std::vector<ResultEvent> results_ ABSL_GUARDED_BY(mu_);
+};
+
+class Round {
+ public:
+  // Arguments are validated by AllReducer::Run. `codec` is never null here.
+  Round(Endpoint* endpoint, const GroupInfo& group, int my_index,
+        absl::Span<float> values, const AllReduceOptions& options, const Codec* codec,
+        std::shared_ptr<RoundInbox> inbox);
+
+  // Runs the round to its end; kCancelled if the endpoint shut down.
+  absl::StatusOr<AllReduceReport> Run();
+
+ private:
+  struct SpanLayout {
+    uint64_t begin = 0;
+    uint64_t end = 0;
+    uint32_t parts = 0;
+  };
+  struct Outgoing {  // this member's parts of one reducer's span
+    bool active = false;
+    uint32_t next_part = 0;
+    int in_flight = 0;
+    uint32_t averaged = 0;
+    absl::Status status;
+  };
+  struct ReducedPart {  // one part of this member's own span
+    double weight_sum = 0.0;
+    std::vector<bool> received;  // by sender
+    std::vector<Responder> waiting;
+    bool finalized = false;
+    bool averaged = false;
+  };
+
+  void Layout();
+  uint64_t PartBegin(int reducer, uint32_t part) const;
+  uint64_t PartEnd(int reducer, uint32_t part) const;
+  bool Contributes() const;
+  uint64_t SeedFor(uint32_t part) const;
+
+  void SendMore();
+  void SendPart(int reducer, uint32_t part);
+  void OnResult(ResultEvent& event);
+
+  void OnPart(PartEvent& event);
+  absl::Status AcceptPart(PartEvent& event);
+  void ExcludeLateSenders(absl::Time now);
+  void Exclude(int sender, absl::Status why);
+  void FinalizeReady();
+  void Finalize(uint32_t part);
+  bool Finished() const;
+  AllReduceReport MakeReport();
+
+  Endpoint* endpoint_;
+  const GroupInfo& group_;
+  const int me_;
+  absl::Span<float> values_;
+  const AllReduceOptions& options_;
+  const Codec* codec_;
+  std::shared_ptr<RoundInbox> inbox_;
+  absl::Time start_;
+  absl::Time deadline_;
+
+  std::vector<SpanLayout> spans_;
+  std::vector<Outgoing> out_;
+
+  std::vector<float> acc_;  // this member's span, accumulated in fp32
+  std::vector<ReducedPart> reduced_;
+  std::vector<bool> expected_;  // senders this reducer waits for
+  std::vector<uint32_t> delivered_;
+  // Parts a sender delivered that this reducer has not answered yet: while it has
+  // any, the sender may be waiting on us (its window is full), so it is not late.
+  std::vector<uint32_t> unanswered_;
+  std::vector<absl::Time> last_progress_;
+
+  std::vector<float> scratch_;  // part + residual, while encoding
+  bool cancelled_ = false;
+  AllReduceReport report_;
+};
+
+}  // namespace internal
+}  // namespace hivemind
+
+#endif  // HIVEMIND_AVERAGING_ROUND_H_
