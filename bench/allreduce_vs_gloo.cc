@@ -8,9 +8,10 @@
 // bench/run_allreduce.sh starts N ranks on loopback; bench/wan_allreduce.sh starts
 // them in network namespaces behind rate-limited links (bench/wan.sh).
 //
-// Rendezvous: each rank writes "address peer_id" to DIR/endpoint.R; Gloo connects
-// through a gloo::rendezvous::FileStore in DIR/gloo. Gloo's context also provides the
-// barriers (before every timed round) and gathers the per-rank figures to rank 0.
+// Rendezvous: each rank writes "address peer_id" to DIR/endpoint.R; Gloo contexts
+// connect through gloo::rendezvous::FileStores in DIR/gloo-<name>. A "control" Gloo
+// context provides the barriers before hivemind's rounds and gathers the per-rank
+// figures to rank 0; each Gloo algorithm runs (barriers included) on its own context.
 //
 // A round's time is the slowest rank's time from leaving the barrier to having the
 // averaged vector; figures are medians over --repeats rounds after --warmup untimed
@@ -30,6 +31,7 @@
 #include <exception>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -173,11 +175,12 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 // ---------------------------------------------------------------------------------
 // Gloo: connection, barrier, gather.
 
-std::shared_ptr<gloo::Context> ConnectGloo(const Config& cfg) {
+// A full mesh of Gloo pairs on a device of its own, rendezvous in DIR/gloo-<name>.
+std::shared_ptr<gloo::Context> ConnectGloo(const Config& cfg, const std::string& name) {
   gloo::transport::tcp::attr attr;
   attr.hostname = cfg.listen_host;
   auto device = gloo::transport::tcp::CreateDevice(attr);
-  std::string store_dir = cfg.dir + "/gloo";
+  std::string store_dir = cfg.dir + "/gloo-" + name;
   mkdir(store_dir.c_str(), 0755);  // every rank tries; EEXIST is fine
   gloo::rendezvous::FileStore store(store_dir);
   auto context = std::make_shared<gloo::rendezvous::Context>(cfg.rank, cfg.peers);
@@ -282,7 +285,8 @@ std::unique_ptr<GlooRound> MakeGlooRound(const std::string& name,
   return nullptr;
 }
 
-// One timed Gloo round (sum, then divide: the mean, as hivemind computes).
+// One timed Gloo round (sum, then divide: the mean, as hivemind computes), after a
+// barrier on the algorithm's own context.
 double TimeGlooRound(const std::shared_ptr<gloo::Context>& context, GlooRound* round,
                      const Config& cfg, std::vector<float>* data) {
   FillInputs(cfg.rank, data);
@@ -302,36 +306,54 @@ struct GlooResult {
   uint32_t digest = 0;
 };
 
+// Each algorithm runs on a context (and device) of its own: in this Gloo
+// (0.0~git20220518), gloo::allreduce's RING on a context where a slot-based
+// algorithm (AllgatherRing, AllreduceRingChunked) has run takes seconds per MB.
+class GlooContexts {
+ public:
+  explicit GlooContexts(const Config& cfg) : cfg_(cfg) {}
+  const std::shared_ptr<gloo::Context>& Get(const std::string& name) {
+    auto& context = contexts_[name];
+    if (context == nullptr) context = ConnectGloo(cfg_, name);
+    return context;
+  }
+
+ private:
+  const Config& cfg_;
+  std::map<std::string, std::shared_ptr<gloo::Context>> contexts_;
+};
+
 // With "auto", runs warm-up plus one trial round of each algorithm; every rank picks
-// the same one from the gathered trial times.
-std::string ChooseGlooAlgorithm(const std::shared_ptr<gloo::Context>& context,
-                                const Config& cfg, std::vector<float>* data,
-                                GlooResult* result) {
+// the same one from the trial times gathered on `control`.
+std::string ChooseGlooAlgorithm(const std::shared_ptr<gloo::Context>& control,
+                                GlooContexts* contexts, const Config& cfg,
+                                std::vector<float>* data, GlooResult* result) {
   if (cfg.gloo_algorithm != "auto") return cfg.gloo_algorithm;
   std::string best;
   double best_s = INFINITY;
   for (const char* name : {"ring", "ring_chunked", "halving_doubling"}) {
+    const auto& context = contexts->Get(name);
     auto round = MakeGlooRound(name, context, data);
     for (int w = 0; w < cfg.warmup; ++w) TimeGlooRound(context, round.get(), cfg, data);
     double mine = TimeGlooRound(context, round.get(), cfg, data);
     double slowest = 0;
-    for (const auto& r : GatherAll(context, {mine})) slowest = std::max(slowest, r[0]);
+    for (const auto& r : GatherAll(control, {mine})) slowest = std::max(slowest, r[0]);
     result->trials.emplace_back(name, slowest);
     if (slowest < best_s) best_s = slowest, best = name;
   }
   return best;
 }
 
-GlooResult RunGloo(const std::shared_ptr<gloo::Context>& context, const Config& cfg,
+GlooResult RunGloo(const std::shared_ptr<gloo::Context>& control, const Config& cfg,
                    std::vector<float>* data) {
+  GlooContexts contexts(cfg);
   GlooResult result;
-  result.algorithm = ChooseGlooAlgorithm(context, cfg, data, &result);
+  result.algorithm = ChooseGlooAlgorithm(control, &contexts, cfg, data, &result);
+  const auto& context = contexts.Get(result.algorithm);
   auto round = MakeGlooRound(result.algorithm, context, data);
-  if (cfg.gloo_algorithm == "auto") {
-    // Its trial round was the warm-up.
-  } else {
-    for (int w = 0; w < cfg.warmup; ++w) TimeGlooRound(context, round.get(), cfg, data);
-  }
+  // With "auto", the chosen algorithm has had its warm-up (and a trial round).
+  const int warmup = cfg.gloo_algorithm == "auto" ? 0 : cfg.warmup;
+  for (int w = 0; w < warmup; ++w) TimeGlooRound(context, round.get(), cfg, data);
   for (int k = 0; k < cfg.repeats; ++k) {
     result.seconds.push_back(TimeGlooRound(context, round.get(), cfg, data));
   }
@@ -650,7 +672,7 @@ absl::StatusOr<Config> ReadFlags() {
 }
 
 int RunBenchmark(const Config& cfg) {
-  auto context = ConnectGloo(cfg);
+  auto context = ConnectGloo(cfg, "control");
   HivemindBench hivemind_bench(cfg, context);
   if (cfg.run_hivemind) {
     absl::Status st = hivemind_bench.Setup();
@@ -676,7 +698,6 @@ int RunBenchmark(const Config& cfg) {
     ReportHivemind(context, cfg, h, &summary);
   }
   if (cfg.run_gloo) {
-    if (getenv("PREGATHER")) GatherAll(context, {1.0});
     GlooResult g = RunGloo(context, cfg, &data);
     ReportGloo(context, cfg, g, &summary);
   }

@@ -4,6 +4,8 @@
 #include <string>
 #include <utility>
 
+#include <xxhash.h>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "averaging/messages.h"
@@ -98,6 +100,11 @@ class AllReducer::Registry {
   size_t early_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+uint64_t ReferenceHash(absl::Span<const float> reference) {
+  const uint64_t h = XXH3_64bits(reference.data(), reference.size() * sizeof(float));
+  return h == 0 ? 1 : h;
+}
+
 AllReducer::AllReducer(Endpoint* endpoint)
     : endpoint_(endpoint), registry_(std::make_shared<Registry>()) {
   std::weak_ptr<Registry> weak = registry_;
@@ -132,6 +139,17 @@ absl::Status Validate(const GroupInfo& group, int my_index,
   }
   if (options.part_size == 0 || options.max_parts_in_flight <= 0) {
     return absl::InvalidArgumentError("part_size and max_parts_in_flight must be > 0");
+  }
+  if (options.reference != nullptr &&
+      (options.reference->size() != values.size() ||
+       ReferenceHash(*options.reference) != group.members[my_index].reference_hash)) {
+    return absl::InvalidArgumentError(
+        "reference must have the vector's size and its hash must be this member's "
+        "reference_hash");
+  }
+  if (options.reference != nullptr &&
+      !internal::AllFinite(options.reference->data(), options.reference->size())) {
+    return absl::InvalidArgumentError("reference holds NaN or Inf");
   }
   if (options.residual != nullptr && options.residual->size() != values.size()) {
     return absl::InvalidArgumentError(

@@ -14,6 +14,8 @@ void WritePartHeader(const PartHeader& header, std::string* body) {
   writer.PutU32(header.reducer);
   writer.PutU32(header.part);
   writer.PutF32(header.weight);
+  writer.PutU8(static_cast<uint8_t>(header.kind));
+  writer.PutU64(header.reference_hash);
 }
 
 void WriteResultHeader(const ResultHeader& header, std::string* body) {
@@ -22,7 +24,22 @@ void WriteResultHeader(const ResultHeader& header, std::string* body) {
   writer.PutBytes(header.group_id);
   writer.PutU32(header.reducer);
   writer.PutU32(header.part);
+  writer.PutU8(static_cast<uint8_t>(header.kind));
 }
+
+namespace {
+
+absl::Status ReadKind(wire::Reader& reader, PayloadKind* kind) {
+  uint8_t value = 0;
+  HIVEMIND_RETURN_IF_ERROR(reader.ReadU8(&value));
+  if (value > static_cast<uint8_t>(PayloadKind::kDelta)) {
+    return absl::DataLossError("unknown all-reduce payload kind");
+  }
+  *kind = static_cast<PayloadKind>(value);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status ParsePart(absl::string_view body, PartHeader* header,
                        absl::string_view* payload) {
@@ -33,6 +50,8 @@ absl::Status ParsePart(absl::string_view body, PartHeader* header,
   HIVEMIND_RETURN_IF_ERROR(reader.ReadU32(&header->part));
   HIVEMIND_RETURN_IF_ERROR(reader.ReadF32(&header->weight));
   if (header->weight < 0.0f) return absl::DataLossError("part has a negative weight");
+  HIVEMIND_RETURN_IF_ERROR(ReadKind(reader, &header->kind));
+  HIVEMIND_RETURN_IF_ERROR(reader.ReadU64(&header->reference_hash));
   return reader.ReadRaw(reader.remaining(), payload);
 }
 
@@ -42,6 +61,7 @@ absl::Status ParseResult(absl::string_view body, ResultHeader* header,
   HIVEMIND_RETURN_IF_ERROR(reader.ReadBytes(&header->group_id, kMaxGroupIdSize));
   HIVEMIND_RETURN_IF_ERROR(reader.ReadU32(&header->reducer));
   HIVEMIND_RETURN_IF_ERROR(reader.ReadU32(&header->part));
+  HIVEMIND_RETURN_IF_ERROR(ReadKind(reader, &header->kind));
   return reader.ReadRaw(reader.remaining(), payload);
 }
 

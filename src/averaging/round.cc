@@ -50,7 +50,8 @@ Round::Round(Endpoint* endpoint, const GroupInfo& group, int my_index,
       values_(values),
       options_(options),
       codec_(codec),
-      inbox_(std::move(inbox)) {}
+      inbox_(std::move(inbox)),
+      reference_(options.reference) {}
 
 uint64_t Round::SeedFor(uint32_t part) const {
   // Stochastic rounding noise differs per round (group id), member and part.
@@ -87,8 +88,11 @@ absl::StatusOr<AllReduceReport> Round::Run() {
   Layout();
   const size_t n = group_.members.size();
   out_.resize(n);
+  const uint64_t my_hash = group_.members[me_].reference_hash;
   for (size_t j = 0; j < n; ++j) {
     out_[j].active = Contributes() && static_cast<int>(j) != me_ && spans_[j].parts > 0;
+    out_[j].delta = reference_ != nullptr && my_hash != 0 &&
+                    group_.members[j].reference_hash == my_hash;
   }
   const SpanLayout& mine = spans_[me_];
   acc_.assign(mine.end - mine.begin, 0.0f);
@@ -147,27 +151,32 @@ void Round::SendMore() {
 void Round::SendPart(int reducer, uint32_t part) {
   const absl::Time t0 = absl::Now();
   const uint64_t begin = PartBegin(reducer, part), end = PartEnd(reducer, part);
+  const bool delta = out_[reducer].delta;
   absl::Span<const float> input = values_.subspan(begin, end - begin);
-  if (options_.residual != nullptr) {
-    scratch_.resize(end - begin);
+  if (options_.residual != nullptr || delta) {
+    scratch_.assign(input.begin(), input.end());
     for (uint64_t i = begin; i < end; ++i) {
-      scratch_[i - begin] = values_[i] + (*options_.residual)[i];
+      if (delta) scratch_[i - begin] -= (*reference_)[i];
+      if (options_.residual) scratch_[i - begin] += (*options_.residual)[i];
     }
     input = scratch_;
   }
   std::string body;
-  WritePartHeader({group_.group_id, static_cast<uint32_t>(me_),
-                   static_cast<uint32_t>(reducer), part, options_.weight},
-                  &body);
+  WritePartHeader(
+      {group_.group_id, static_cast<uint32_t>(me_), static_cast<uint32_t>(reducer), part,
+       options_.weight, delta ? PayloadKind::kDelta : PayloadKind::kValues,
+       delta ? group_.members[me_].reference_hash : 0},
+      &body);
   const size_t header = body.size();
   body.resize(header + codec_->MaxEncodedSize(input.size()));
   absl::StatusOr<size_t> n =
       codec_->Encode(input, absl::MakeSpan(body).subspan(header), {SeedFor(part)});
-  // Inputs were checked for NaN/Inf before the round; a residual cannot make them
-  // non-finite unless it holds garbage, which is the caller's bug.
+  // Inputs were checked for NaN/Inf before the round; only a garbage residual or
+  // reference could make them non-finite, and then the part is sent empty and
+  // rejected by the reducer.
   body.resize(header + n.value_or(0));
   if (options_.residual != nullptr && n.ok()) {
-    // residual = (values + residual) - decoded, in place on the scratch copy.
+    // residual = input - decoded, in place on the scratch copy.
     (void)DecodeAdd(absl::string_view(body).substr(header), -1.0f,
                     absl::MakeSpan(scratch_));
     std::copy(scratch_.begin(), scratch_.end(), options_.residual->begin() + begin);
@@ -181,6 +190,22 @@ void Round::SendPart(int reducer, uint32_t part) {
                      [inbox, reducer, part](absl::StatusOr<Message> reply) {
                        inbox->PushResult({reducer, part, std::move(reply)});
                      });
+}
+
+absl::Status Round::ApplyResult(absl::string_view payload, PayloadKind kind,
+                                uint64_t begin, uint64_t end) {
+  absl::Span<float> out = values_.subspan(begin, end - begin);
+  if (kind == PayloadKind::kValues) return Decode(payload, out);
+  if (reference_ == nullptr) {
+    return absl::DataLossError("a delta result for a member without a reference");
+  }
+  decoded_.resize(end - begin);
+  absl::Status decoded = Decode(payload, absl::MakeSpan(decoded_));
+  if (!decoded.ok()) return decoded;
+  // The same float additions on every member that holds the reference.
+  for (uint64_t i = begin; i < end; ++i)
+    values_[i] = (*reference_)[i] + decoded_[i - begin];
+  return absl::OkStatus();
 }
 
 void Round::OnResult(ResultEvent& event) {
@@ -197,10 +222,13 @@ void Round::OnResult(ResultEvent& event) {
                         header.part != event.part)) {
       status = absl::DataLossError("result does not answer the part that was sent");
     }
+    const PayloadKind expected = o.delta ? PayloadKind::kDelta : PayloadKind::kValues;
+    if (status.ok() && header.kind != expected) {
+      status = absl::DataLossError("result kind does not match the part's");
+    }
     if (status.ok()) {
-      const uint64_t begin = PartBegin(event.reducer, event.part);
-      const uint64_t end = PartEnd(event.reducer, event.part);
-      status = Decode(payload, values_.subspan(begin, end - begin));
+      status = ApplyResult(payload, header.kind, PartBegin(event.reducer, event.part),
+                           PartEnd(event.reducer, event.part));
     }
   }
   if (status.ok()) {
@@ -237,6 +265,15 @@ absl::Status Round::AcceptPart(PartEvent& event) {
     return absl::DeadlineExceededError(absl::StrCat(
         "part ", header.part, " from member ", s, " came after the part was reduced"));
   }
+  const bool delta = header.kind == PayloadKind::kDelta;
+  if (delta && (reference_ == nullptr ||
+                header.reference_hash != group_.members[me_].reference_hash ||
+                header.reference_hash != group_.members[s].reference_hash)) {
+    Exclude(static_cast<int>(s),
+            absl::FailedPreconditionError("delta part against a reference not shared"));
+    return absl::FailedPreconditionError(
+        "delta part against a reference this reducer does not hold");
+  }
   report_.bytes_received += event.message.body.size();
   const absl::Time t0 = absl::Now();
   const uint64_t begin = PartBegin(me_, header.part) - spans_[me_].begin;
@@ -249,8 +286,9 @@ absl::Status Round::AcceptPart(PartEvent& event) {
     return added;
   }
   p.weight_sum += header.weight;
+  if (delta) p.delta_weight += header.weight;
   p.received[s] = true;
-  p.waiting.push_back(std::move(event.responder));
+  p.waiting.push_back({std::move(event.responder), header.kind});
   ++delivered_[s];
   ++unanswered_[s];
   last_progress_[s] = absl::Now();
@@ -297,53 +335,89 @@ void Round::Finalize(uint32_t k) {
       last_progress_[s] = now;
     }
   }
-  std::vector<Responder> waiting = std::move(p.waiting);
+  std::vector<Waiting> waiting = std::move(p.waiting);
   if (!(p.weight_sum > 0.0)) {
-    for (Responder& r : waiting) {
-      r.ReplyError(absl::FailedPreconditionError("the part's total weight is zero"));
+    for (Waiting& w : waiting) {
+      w.responder.ReplyError(
+          absl::FailedPreconditionError("the part's total weight is zero"));
     }
     return;
   }
-  const absl::Time t0 = absl::Now();
   const uint64_t begin = PartBegin(me_, k), end = PartEnd(me_, k);
   absl::Span<float> averaged =
       absl::MakeSpan(acc_).subspan(begin - spans_[me_].begin, end - begin);
+  // Deltas were accumulated without their reference: add it back, weighted.
+  if (p.delta_weight > 0.0) {
+    const float dw = static_cast<float>(p.delta_weight);
+    for (uint64_t i = begin; i < end; ++i) averaged[i - begin] += dw * (*reference_)[i];
+  }
   const float total = static_cast<float>(p.weight_sum);
   for (float& v : averaged) v /= total;
-  // Error feedback on the reducer side too (as AQ-SGD's shard owner): this member's
-  // residual slots for its own span are never used by its sender side, so they hold
-  // what the result encoding lost.
+
+  // This member's own output comes from the same bytes as everyone else's: the
+  // delta result if it holds the reference, else the full one. Error feedback (the
+  // residual slots of its own span) applies to that encoding.
+  const PayloadKind own =
+      reference_ != nullptr ? PayloadKind::kDelta : PayloadKind::kValues;
   float* residual = options_.residual ? options_.residual->data() + begin : nullptr;
-  if (residual != nullptr) {
-    for (size_t i = 0; i < averaged.size(); ++i) averaged[i] += residual[i];
+  SharedBytes results[2];
+  for (PayloadKind kind : {PayloadKind::kValues, PayloadKind::kDelta}) {
+    bool needed = kind == own && Contributes();
+    for (const Waiting& w : waiting) needed = needed || w.kind == kind;
+    if (!needed) continue;
+    absl::StatusOr<SharedBytes> body =
+        EncodeResult(k, kind, averaged, kind == own ? residual : nullptr);
+    if (!body.ok()) {  // an overflowing average: nobody gets this result
+      for (Waiting& w : waiting) {
+        if (w.kind == kind) w.responder.ReplyError(body.status());
+      }
+      continue;
+    }
+    results[static_cast<int>(kind)] = *body;
+  }
+  const SharedBytes& mine = results[static_cast<int>(own)];
+  if (Contributes() && mine != nullptr) {
+    (void)ApplyResult(absl::string_view(*mine).substr(ResultHeaderSize(group_.group_id)),
+                      own, begin, end);
+  }
+  p.averaged = mine != nullptr || !Contributes();
+  for (Waiting& w : waiting) {
+    const SharedBytes& body = results[static_cast<int>(w.kind)];
+    if (body == nullptr) continue;
+    w.responder.Reply(wire::MessageType::kAllReduceResult, body);
+    report_.bytes_sent += body->size();
+  }
+}
+
+absl::StatusOr<SharedBytes> Round::EncodeResult(uint32_t part, PayloadKind kind,
+                                                absl::Span<const float> averaged,
+                                                float* residual) {
+  const absl::Time t0 = absl::Now();
+  absl::Span<const float> input = averaged;
+  if (kind == PayloadKind::kDelta || residual != nullptr) {
+    scratch_.assign(averaged.begin(), averaged.end());
+    const uint64_t begin = PartBegin(me_, part);
+    for (size_t i = 0; i < scratch_.size(); ++i) {
+      if (kind == PayloadKind::kDelta) scratch_[i] -= (*reference_)[begin + i];
+      if (residual != nullptr) scratch_[i] += residual[i];
+    }
+    input = scratch_;
   }
   std::string body;
-  WriteResultHeader({group_.group_id, static_cast<uint32_t>(me_), k}, &body);
+  WriteResultHeader({group_.group_id, static_cast<uint32_t>(me_), part, kind}, &body);
   const size_t header = body.size();
-  body.resize(header + codec_->MaxEncodedSize(averaged.size()));
+  body.resize(header + codec_->MaxEncodedSize(input.size()));
   absl::StatusOr<size_t> n =
-      codec_->Encode(averaged, absl::MakeSpan(body).subspan(header), {SeedFor(k)});
+      codec_->Encode(input, absl::MakeSpan(body).subspan(header), {SeedFor(part)});
   report_.encode_time += absl::Now() - t0;
-  if (!n.ok()) {  // an overflowing average: nobody gets a result for this part
-    for (Responder& r : waiting) r.ReplyError(n.status());
-    return;
-  }
+  if (!n.ok()) return n.status();
   body.resize(header + *n);
   if (residual != nullptr) {
-    (void)DecodeAdd(absl::string_view(body).substr(header), -1.0f, averaged);
-    std::copy(averaged.begin(), averaged.end(), residual);
+    (void)DecodeAdd(absl::string_view(body).substr(header), -1.0f,
+                    absl::MakeSpan(scratch_));
+    std::copy(scratch_.begin(), scratch_.end(), residual);
   }
-  // Every member, this one included, takes the average from the same bytes.
-  if (Contributes()) {
-    (void)Decode(absl::string_view(body).substr(header),
-                 values_.subspan(begin, end - begin));
-  }
-  p.averaged = true;
-  SharedBytes shared = MakeSharedBytes(std::move(body));
-  for (Responder& r : waiting) {
-    r.Reply(wire::MessageType::kAllReduceResult, shared);
-    report_.bytes_sent += shared->size();
-  }
+  return MakeSharedBytes(std::move(body));
 }
 
 bool Round::Finished() const {

@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "averaging/messages.h"
 #include "hivemind/averaging/allreduce.h"
 
 namespace hivemind {
@@ -63,15 +64,21 @@ class Round {
   };
   struct Outgoing {  // this member's parts of one reducer's span
     bool active = false;
+    bool delta = false;  // both hold the same reference
     uint32_t next_part = 0;
     int in_flight = 0;
     uint32_t averaged = 0;
     absl::Status status;
   };
+  struct Waiting {
+    Responder responder;
+    PayloadKind kind;
+  };
   struct ReducedPart {  // one part of this member's own span
     double weight_sum = 0.0;
+    double delta_weight = 0.0;   // weight of parts that came as deltas
     std::vector<bool> received;  // by sender
-    std::vector<Responder> waiting;
+    std::vector<Waiting> waiting;
     bool finalized = false;
     bool averaged = false;
   };
@@ -92,6 +99,14 @@ class Round {
   void Exclude(int sender, absl::Status why);
   void FinalizeReady();
   void Finalize(uint32_t part);
+  // Encodes `averaged` (minus the reference for kDelta) as a result body; `residual`
+  // (may be null) is added first and receives what the encoding lost.
+  absl::StatusOr<SharedBytes> EncodeResult(uint32_t part, PayloadKind kind,
+                                           absl::Span<const float> averaged,
+                                           float* residual);
+  // Writes the values a result payload stands for into values_[begin, end).
+  absl::Status ApplyResult(absl::string_view payload, PayloadKind kind, uint64_t begin,
+                           uint64_t end);
   bool Finished() const;
   AllReduceReport MakeReport();
 
@@ -117,7 +132,9 @@ class Round {
   std::vector<uint32_t> unanswered_;
   std::vector<absl::Time> last_progress_;
 
-  std::vector<float> scratch_;  // part + residual, while encoding
+  const std::vector<float>* reference_;  // null unless this member holds one
+  std::vector<float> scratch_;           // part + residual, while encoding
+  std::vector<float> decoded_;           // a delta result, before the reference is added
   bool cancelled_ = false;
   AllReduceReport report_;
 };

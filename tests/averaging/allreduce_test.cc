@@ -172,6 +172,8 @@ struct CodecCase {
   double tolerance;  // on |result - mean| for inputs in [-1, 1]
 };
 
+void PrintTo(const CodecCase& c, std::ostream* os) { *os << c.spec; }
+
 class CodecAllReduce : public ::testing::TestWithParam<CodecCase> {};
 
 TEST_P(CodecAllReduce, WithinTheCodecBoundAndBitIdentical) {
@@ -246,6 +248,53 @@ TEST(AllReduce, ErrorFeedbackMakesRepeatedRoundsUnbiased) {
   const double without = mean_error(false);
   const double with = mean_error(true);
   EXPECT_LT(with * 3, without) << "with feedback " << with << ", without " << without;
+}
+
+// Round 1 averages full values; round 2 averages slightly changed values as deltas
+// against round 1's result. With the same 4-bit codec the delta round is far more
+// accurate, the members holding the reference end bit-identical, and a newcomer
+// (member 3, no reference) still gets the average within the codec's bound.
+TEST(AllReduce, DeltaModeAgainstTheSharedReference) {
+  auto codec = CreateCodecFromSpec("blockwise4:block=256");
+  ASSERT_TRUE(codec.ok());
+  Swarm swarm(std::vector<MemberMode>(4, MemberMode::kNode));
+  auto values = RandomInputs(4, 30000, 14);
+  std::vector<AllReduceOptions> options(4, SmallParts());
+  for (auto& o : options) o.codec = codec->get();
+  auto first = swarm.Run(values, options);
+  for (auto& r : first) ASSERT_TRUE(r.ok()) << r.status();
+  ExpectBitIdentical(values, {0, 1, 2, 3});
+  const std::vector<float> reference = values[0];
+
+  // Each member moves a little (as parameters do between rounds).
+  auto changes = RandomInputs(4, 30000, 15);
+  for (int i = 0; i < 4; ++i) {
+    for (size_t k = 0; k < values[i].size(); ++k) values[i][k] += 1e-3f * changes[i][k];
+  }
+  const std::vector<double> mean = WeightedMean(values, {1, 1, 1, 1});
+  const uint64_t hash = ReferenceHash(reference);
+  swarm.group().group_id += "-delta";
+  for (int i = 0; i < 3; ++i) {  // member 3 is a newcomer without the reference
+    swarm.group().members[i].reference_hash = hash;
+    options[i].reference = &reference;
+  }
+  auto second = swarm.Run(values, options);
+  double worst_holder = 0, worst_newcomer = 0;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(second[i].ok()) << second[i].status();
+    for (const SpanOutcome& s : second[i]->spans) EXPECT_TRUE(s.status.ok()) << s.status;
+    for (size_t k = 0; k < mean.size(); ++k) {
+      double& worst = i < 3 ? worst_holder : worst_newcomer;
+      worst = std::max(worst, std::fabs(values[i][k] - mean[k]));
+    }
+  }
+  ExpectBitIdentical(values, {0, 1, 2});
+  // Deltas are ~1e-3 (plus round 1's error in the reference for the newcomer's
+  // part): a 4-bit step of the delta, not of the values.
+  EXPECT_LT(worst_holder, 0.02) << "delta mode error";
+  EXPECT_LT(worst_newcomer, 2.0 / 14 + 1e-6) << "newcomer error";
+  // Full values with the same codec err by up to a 4-bit step of the values.
+  EXPECT_LT(worst_holder * 3, 2.0 / 14);
 }
 
 TEST(AllReduce, SilentMemberIsExcludedAndSurvivorsFinishByTheDeadline) {
@@ -336,6 +385,8 @@ TEST(AllReduce, ForgedPartsAreRejectedAndTheirSenderExcluded) {
     w.PutU32(0);
     w.PutU32(0);
     w.PutF32(1.0f);
+    w.PutU8(0);   // full values
+    w.PutU64(0);  // no reference
     body += payload;
     auto reply = swarm.peer(2).endpoint->Call(swarm.group().members[0].address,
                                               wire::MessageType::kAllReducePart,

@@ -50,11 +50,16 @@ TEST(AllReduceMessages, MalformedBodiesAreDataLoss) {
   std::string nan_weight;
   WritePartHeader({"group", 0, 0, 0, 0.0f}, &nan_weight);
   const float nan = std::nanf("");
-  std::memcpy(&nan_weight[nan_weight.size() - 4], &nan, 4);
+  // The weight is followed by the kind (1 byte) and the reference hash (8 bytes).
+  std::memcpy(&nan_weight[nan_weight.size() - 13], &nan, 4);
   EXPECT_EQ(ParsePart(nan_weight, &h, &payload).code(), absl::StatusCode::kDataLoss);
   std::string negative;
   WritePartHeader({"group", 0, 0, 0, -1.0f}, &negative);
   EXPECT_EQ(ParsePart(negative, &h, &payload).code(), absl::StatusCode::kDataLoss);
+  std::string bad_kind;
+  WritePartHeader({"group", 0, 0, 0, 1.0f}, &bad_kind);
+  bad_kind[bad_kind.size() - 9] = 2;
+  EXPECT_EQ(ParsePart(bad_kind, &h, &payload).code(), absl::StatusCode::kDataLoss);
   std::string long_id;
   WritePartHeader({std::string(65, 'x'), 0, 0, 0, 1.0f}, &long_id);
   EXPECT_EQ(ParsePart(long_id, &h, &payload).code(), absl::StatusCode::kDataLoss);

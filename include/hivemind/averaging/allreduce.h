@@ -5,6 +5,14 @@
 // survivors end with bit-identical values. Encoding, network and reduction overlap
 // part by part.
 //
+// Delta mode (AQ-SGD's idea, for averaging parameters). After a round every member
+// holds the same bit-identical average; passed back as AllReduceOptions::reference,
+// it lets two members whose GroupMember::reference_hash match exchange the change
+// values - reference instead of full values, so slowly changing values cost few bits
+// for the same error. Members without the reference (newcomers) exchange full
+// values. Members holding the reference end bit-identical; a newcomer ends within
+// the codec's bound of them.
+//
 // Faults. A sender that does not deliver its next part within `sender_timeout` (of
 // the round's start, its previous part, or the reducer's last answer to it, whichever
 // is latest; a sender still waiting for an answer is never late), or that sends an
@@ -46,6 +54,11 @@ struct HIVEMIND_EXPORT AllReduceOptions {
   // use) kept by the caller across rounds. What the codec loses on this member's
   // parts is added to the next round's parts. Not owned. Default: null.
   std::vector<float>* residual = nullptr;
+
+  // Delta mode: the reference (the previous round's result, as every member holding
+  // it has it), of the vector's size. The group must list ReferenceHash(*reference)
+  // as this member's reference_hash. Not owned. Default: null.
+  const std::vector<float>* reference = nullptr;
 
   // Elements per part: the unit of streaming and pipelining. Default: 128 Ki
   // (512 KiB of float32).
@@ -90,6 +103,10 @@ struct HIVEMIND_EXPORT AllReduceReport {
   absl::Duration total_time;
 };
 
+// The hash members announce as GroupMember::reference_hash for a reference: XXH3-64
+// of its bytes, never 0.
+HIVEMIND_EXPORT uint64_t ReferenceHash(absl::Span<const float> reference);
+
 // Runs all-reduce rounds over one endpoint. Registers itself as the endpoint's
 // handler for kAllReducePart; parts that arrive before the local round starts are
 // held (up to 256 MiB, for 30 s) and handed over when it does.
@@ -108,7 +125,8 @@ class HIVEMIND_EXPORT AllReducer {
   //
   // Returns the report (partial failures are in it, not in the status), or:
   //  - kInvalidArgument: my_index out of range, an empty or duplicate group id, a
-  //    non-finite or negative weight, a residual of the wrong size, values holding
+  //    non-finite or negative weight, a residual or reference of the wrong size, a
+  //    reference whose hash is not this member's reference_hash, values holding
   //    NaN or Inf (nothing is sent then);
   //  - kFailedPrecondition: another round with this group id is running here;
   //  - kCancelled: the endpoint shut down during the round.

@@ -24,6 +24,10 @@ struct HIVEMIND_EXPORT GroupMember {
   std::string address;     // where its endpoint listens; empty for clients
   double bandwidth = 0.0;  // announced, in any consistent unit; 0 = unknown
   MemberMode mode = MemberMode::kNode;
+  // Delta mode: ReferenceHash() of the reference this member holds (the previous
+  // round's result), or 0 for none. Members with equal nonzero hashes exchange
+  // changes against the reference instead of full values.
+  uint64_t reference_hash = 0;
 };
 
 struct HIVEMIND_EXPORT GroupInfo {
