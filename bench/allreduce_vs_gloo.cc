@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -47,7 +48,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "gloo/allgather_ring.h"
+#include "gloo/allgather.h"
 #include "gloo/allreduce.h"
 #include "gloo/allreduce_halving_doubling.h"
 #include "gloo/allreduce_ring_chunked.h"
@@ -81,10 +82,32 @@ ABSL_FLAG(double, link_mbit, 0,
           "Per-host link rate in Mbit/s, each way. When > 0, print the link-bound "
           "time 2*M*(n-1)/(n*B) and the fraction of it each library achieves.");
 ABSL_FLAG(double, timeout_s, 180, "Deadline of one round, of either library.");
+ABSL_FLAG(int, part_size, 0,
+          "hivemind: AllReduceOptions::part_size in elements; 0 keeps the default.");
+ABSL_FLAG(int, max_parts_in_flight, 0,
+          "hivemind: AllReduceOptions::max_parts_in_flight; 0 keeps the default.");
+ABSL_FLAG(bool, checksum, true, "hivemind: EndpointOptions::checksum_bodies.");
+ABSL_FLAG(bool, verbose, false, "Log every step and round to stderr.");
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// --verbose: "rank R +SECONDS what" on stderr.
+void Log(const char* format, ...) __attribute__((format(printf, 1, 2)));
+void Log(const char* format, ...) {
+  static const bool verbose = absl::GetFlag(FLAGS_verbose);
+  static const int rank = absl::GetFlag(FLAGS_rank);
+  static const Clock::time_point start = Clock::now();
+  if (!verbose) return;
+  char line[512];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(line, sizeof(line), format, args);
+  va_end(args);
+  std::fprintf(stderr, "rank %d +%.3fs %s\n", rank,
+               std::chrono::duration<double>(Clock::now() - start).count(), line);
+}
 
 struct Config {
   int rank = 0;
@@ -182,15 +205,18 @@ std::shared_ptr<gloo::Context> ConnectGloo(const Config& cfg, const std::string&
   auto device = gloo::transport::tcp::CreateDevice(attr);
   std::string store_dir = cfg.dir + "/gloo-" + name;
   mkdir(store_dir.c_str(), 0755);  // every rank tries; EEXIST is fine
+  Log("gloo: connecting context %s", name.c_str());
   gloo::rendezvous::FileStore store(store_dir);
   auto context = std::make_shared<gloo::rendezvous::Context>(cfg.rank, cfg.peers);
   context->setTimeout(std::chrono::milliseconds(int64_t(cfg.timeout_s * 1000)));
   context->connectFullMesh(store, device);
+  Log("gloo: context %s connected", name.c_str());
   return context;
 }
 
 constexpr uint32_t kBarrierTag = 0x7fff0001;
 constexpr uint32_t kAllreduceTag = 0x7fff0002;
+constexpr uint32_t kGatherTag = 0x7fff0003;
 
 void Barrier(const std::shared_ptr<gloo::Context>& context) {
   gloo::BarrierOptions opts(context);
@@ -202,10 +228,12 @@ void Barrier(const std::shared_ptr<gloo::Context>& context) {
 std::vector<std::vector<double>> GatherAll(const std::shared_ptr<gloo::Context>& context,
                                            const std::vector<double>& mine) {
   const int n = context->size;
-  std::vector<double> all(mine.size() * n);
-  gloo::AllgatherRing<double> gather(context, {mine.data()}, all.data(),
-                                     static_cast<int>(mine.size()));
-  gather.run();
+  std::vector<double> in = mine, all(mine.size() * n);
+  gloo::AllgatherOptions opts(context);
+  opts.setInput(in.data(), in.size());
+  opts.setOutput(all.data(), all.size());
+  opts.setTag(kGatherTag);
+  gloo::allgather(opts);
   std::vector<std::vector<double>> out(n);
   for (int r = 0; r < n; ++r) {
     out[r].assign(all.begin() + r * mine.size(), all.begin() + (r + 1) * mine.size());
@@ -295,7 +323,9 @@ double TimeGlooRound(const std::shared_ptr<gloo::Context>& context, GlooRound* r
   round->Run();
   const float scale = 1.0f / cfg.peers;
   for (float& x : *data) x *= scale;
-  return Seconds(Clock::now() - start);
+  double seconds = Seconds(Clock::now() - start);
+  Log("gloo: round %.4fs", seconds);
+  return seconds;
 }
 
 struct GlooResult {
@@ -306,56 +336,60 @@ struct GlooResult {
   uint32_t digest = 0;
 };
 
-// Each algorithm runs on a context (and device) of its own: in this Gloo
-// (0.0~git20220518), gloo::allreduce's RING on a context where a slot-based
-// algorithm (AllgatherRing, AllreduceRingChunked) has run takes seconds per MB.
-class GlooContexts {
- public:
-  explicit GlooContexts(const Config& cfg) : cfg_(cfg) {}
-  const std::shared_ptr<gloo::Context>& Get(const std::string& name) {
-    auto& context = contexts_[name];
-    if (context == nullptr) context = ConnectGloo(cfg_, name);
-    return context;
-  }
-
- private:
-  const Config& cfg_;
-  std::map<std::string, std::shared_ptr<gloo::Context>> contexts_;
+// One algorithm on a context (and device) of its own, built once. Two things this
+// Gloo (0.0~git20220518) does not survive, seen here: gloo::allreduce's RING on a
+// context where a slot-based algorithm (AllgatherRing, AllreduceRingChunked) has run
+// takes seconds per MB; and destroying an AllreduceRingChunked and building another
+// on the same context breaks the pairs now and then ("Connection closed by peer",
+// probably its trailing notification reaching a slot that no longer exists).
+struct GlooCandidate {
+  std::shared_ptr<gloo::Context> context;
+  std::unique_ptr<GlooRound> round;
 };
 
-// With "auto", runs warm-up plus one trial round of each algorithm; every rank picks
-// the same one from the trial times gathered on `control`.
-std::string ChooseGlooAlgorithm(const std::shared_ptr<gloo::Context>& control,
-                                GlooContexts* contexts, const Config& cfg,
-                                std::vector<float>* data, GlooResult* result) {
-  if (cfg.gloo_algorithm != "auto") return cfg.gloo_algorithm;
-  std::string best;
+GlooCandidate MakeCandidate(const Config& cfg, const std::string& name,
+                            std::vector<float>* data) {
+  GlooCandidate candidate;
+  candidate.context = ConnectGloo(cfg, name);
+  candidate.round = MakeGlooRound(name, candidate.context, data);
+  for (int w = 0; w < cfg.warmup; ++w) {
+    TimeGlooRound(candidate.context, candidate.round.get(), cfg, data);
+  }
+  return candidate;
+}
+
+// With "auto", builds each algorithm (with its warm-up) and runs one trial round of
+// each; every rank picks the same one from the trial times gathered on `control`.
+// Returns the chosen one; the others stay in `all` (see GlooCandidate).
+GlooCandidate* ChooseGlooAlgorithm(const std::shared_ptr<gloo::Context>& control,
+                                   const Config& cfg, std::vector<float>* data,
+                                   std::map<std::string, GlooCandidate>* all,
+                                   GlooResult* result) {
+  if (cfg.gloo_algorithm != "auto") {
+    result->algorithm = cfg.gloo_algorithm;
+    return &((*all)[cfg.gloo_algorithm] = MakeCandidate(cfg, cfg.gloo_algorithm, data));
+  }
   double best_s = INFINITY;
   for (const char* name : {"ring", "ring_chunked", "halving_doubling"}) {
-    const auto& context = contexts->Get(name);
-    auto round = MakeGlooRound(name, context, data);
-    for (int w = 0; w < cfg.warmup; ++w) TimeGlooRound(context, round.get(), cfg, data);
-    double mine = TimeGlooRound(context, round.get(), cfg, data);
+    Log("gloo: trial of %s", name);
+    GlooCandidate& candidate = (*all)[name] = MakeCandidate(cfg, name, data);
+    double mine = TimeGlooRound(candidate.context, candidate.round.get(), cfg, data);
     double slowest = 0;
     for (const auto& r : GatherAll(control, {mine})) slowest = std::max(slowest, r[0]);
     result->trials.emplace_back(name, slowest);
-    if (slowest < best_s) best_s = slowest, best = name;
+    if (slowest < best_s) best_s = slowest, result->algorithm = name;
   }
-  return best;
+  return &(*all)[result->algorithm];
 }
 
+// `all` keeps every Gloo object alive until the caller's final barrier.
 GlooResult RunGloo(const std::shared_ptr<gloo::Context>& control, const Config& cfg,
-                   std::vector<float>* data) {
-  GlooContexts contexts(cfg);
+                   std::vector<float>* data, std::map<std::string, GlooCandidate>* all) {
   GlooResult result;
-  result.algorithm = ChooseGlooAlgorithm(control, &contexts, cfg, data, &result);
-  const auto& context = contexts.Get(result.algorithm);
-  auto round = MakeGlooRound(result.algorithm, context, data);
-  // With "auto", the chosen algorithm has had its warm-up (and a trial round).
-  const int warmup = cfg.gloo_algorithm == "auto" ? 0 : cfg.warmup;
-  for (int w = 0; w < warmup; ++w) TimeGlooRound(context, round.get(), cfg, data);
+  GlooCandidate* chosen = ChooseGlooAlgorithm(control, cfg, data, all, &result);
   for (int k = 0; k < cfg.repeats; ++k) {
-    result.seconds.push_back(TimeGlooRound(context, round.get(), cfg, data));
+    result.seconds.push_back(
+        TimeGlooRound(chosen->context, chosen->round.get(), cfg, data));
   }
   result.max_error = MaxError(*data, cfg.peers, SampleIndices(data->size(), cfg.peers));
   result.digest = Digest(*data);
@@ -442,6 +476,7 @@ class HivemindBench {
   absl::Status Setup() {
     hivemind::EndpointOptions options;
     options.listen_address = "tcp://" + cfg_.listen_host + ":0";
+    options.checksum_bodies = absl::GetFlag(FLAGS_checksum);
     auto endpoint = hivemind::Endpoint::Create(options);
     if (!endpoint.ok()) return endpoint.status();
     endpoint_ = std::move(*endpoint);
@@ -475,6 +510,7 @@ class HivemindBench {
       auto report =
           reducer_->Run(Group(round), cfg_.rank, absl::MakeSpan(*data), Options());
       double seconds = Seconds(Clock::now() - start);
+      Log("hivemind: %s %.4fs", round.c_str(), seconds);
       if (!CheckReport(cfg_, round, report)) ++result.failures;
       if (!timed) continue;
       result.seconds.push_back(seconds);
@@ -506,6 +542,10 @@ class HivemindBench {
     options.residual = cfg_.error_feedback ? &residual_ : nullptr;
     options.timeout = absl::Seconds(cfg_.timeout_s);
     options.sender_timeout = absl::Seconds(cfg_.timeout_s);
+    if (int p = absl::GetFlag(FLAGS_part_size); p > 0) options.part_size = p;
+    if (int m = absl::GetFlag(FLAGS_max_parts_in_flight); m > 0) {
+      options.max_parts_in_flight = m;
+    }
     return options;
   }
 
@@ -692,16 +732,18 @@ int RunBenchmark(const Config& cfg) {
     std::fflush(stdout);
   }
   std::vector<float> data(cfg.numel);
+  std::map<std::string, GlooCandidate> gloo_candidates;  // see GlooCandidate
   Summary summary;
   if (cfg.run_hivemind) {
     HivemindResult h = hivemind_bench.Run(&data);
     ReportHivemind(context, cfg, h, &summary);
   }
   if (cfg.run_gloo) {
-    GlooResult g = RunGloo(context, cfg, &data);
+    GlooResult g = RunGloo(context, cfg, &data, &gloo_candidates);
     ReportGloo(context, cfg, g, &summary);
   }
-  Barrier(context);  // nobody shuts its endpoint down while others still need it
+  // Nobody shuts its endpoint (or a Gloo pair) down while others still need it.
+  Barrier(context);
   if (cfg.rank == 0) {
     if (cfg.run_hivemind && cfg.run_gloo) {
       double ratio = summary.hivemind_median / summary.gloo_median;

@@ -15,6 +15,9 @@
 #                fuzzers (benchmarks and examples off)
 #   asan-build   cmake --build build-asan
 #   asan-test    ctest in build-asan/
+#   tsan-config  build-tsan/: clang, HIVEMIND_SANITIZE=thread, tests only
+#   tsan-build   the net and averaging test binaries
+#   tsan-test    ctest in build-tsan/ on the multi-threaded tests
 #
 # A failed configure or build stops the run (nothing after it can work). A failed
 # check (format, tidy, a ctest run) is recorded and the run goes on, so one CI log
@@ -51,6 +54,8 @@ fi
 # runs the test binaries at build time). Caller's settings win.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:check_initialization_order=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# tests/tsan.supp: races through uninstrumented libzmq only (see the file).
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:suppressions=$root/tests/tsan.supp}"
 
 log_dir="$root/build-logs"
 mkdir -p "$log_dir"
@@ -60,6 +65,7 @@ timings=()
 failures=()
 summary_build="build: ctest did not run"
 summary_asan="build-asan: ctest did not run"
+summary_tsan="build-tsan: ctest did not run"
 
 banner() {
   echo
@@ -130,10 +136,32 @@ configure_asan() {
     -DHIVEMIND_BUILD_EXAMPLES=OFF
 }
 
-# run_ctest DIR: ctest with its output kept in build-logs/ for the final summary.
+# The multi-threaded layers under ThreadSanitizer: tests only (no fuzzers), and the
+# single-threaded codec and wire tests are left to the other two builds.
+configure_tsan() {
+  reset_if_mismatch build-tsan Ninja clang++
+  CC=clang CXX=clang++ cmake -S . -B build-tsan -G Ninja \
+    -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DHIVEMIND_SANITIZE=thread \
+    -DHIVEMIND_BUILD_TESTS=ON \
+    -DHIVEMIND_BUILD_FUZZERS=OFF \
+    -DHIVEMIND_BUILD_BENCHMARKS=OFF \
+    -DHIVEMIND_BUILD_EXAMPLES=OFF
+}
+
+build_tsan() {
+  cmake --build build-tsan -j"$jobs" --target net_test averaging_test \
+    allreduce_process_test allreduce_peer
+}
+
+# run_ctest DIR [CTEST ARGS...]: ctest with its output kept in build-logs/ for the
+# final summary.
 run_ctest() {
   local dir="$1" log="$log_dir/ctest-$1.log" rc=0
-  ctest --test-dir "$dir" --output-on-failure -j"$jobs" 2>&1 | tee "$log" || rc=$?
+  shift
+  ctest --test-dir "$dir" --output-on-failure -j"$jobs" "$@" 2>&1 | tee "$log" || rc=$?
   return "$rc"
 }
 
@@ -161,12 +189,14 @@ ctest_summary() {
 finish() {
   [[ -f "$log_dir/ctest-build.log" ]] && summary_build="$(ctest_summary build)"
   [[ -f "$log_dir/ctest-build-asan.log" ]] && summary_asan="$(ctest_summary build-asan)"
+  [[ -f "$log_dir/ctest-build-tsan.log" ]] && summary_tsan="$(ctest_summary build-tsan)"
   banner "summary"
   printf '%s\n' "${timings[@]}"
   printf '%-12s %6ss\n' "total" "$((SECONDS - t_start))"
   echo
   echo "$summary_build"
   echo "$summary_asan"
+  echo "$summary_tsan"
   if command -v ccache >/dev/null 2>&1; then
     echo
     local stats
@@ -200,4 +230,7 @@ stage test        check run_ctest build
 stage asan-config fatal configure_asan
 stage asan-build  fatal cmake --build build-asan -j"$jobs"
 stage asan-test   check run_ctest build-asan
+stage tsan-config fatal configure_tsan
+stage tsan-build  fatal build_tsan
+stage tsan-test   check run_ctest build-tsan -R "^(Endpoint|Identity|AllReduce|SplitIntoSpans|Peers|Codecs/CodecAllReduce)"
 finish

@@ -30,7 +30,7 @@ class AllReducer::Registry {
       responder.ReplyError(group_id.status());
       return;
     }
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
     ExpireEarly(now);
     auto it = rounds_.find(*group_id);
@@ -50,7 +50,7 @@ class AllReducer::Registry {
   // Registers a round's inbox and hands it the parts that came early.
   absl::Status Register(const std::string& group_id,
                         std::shared_ptr<internal::RoundInbox> inbox) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     if (rounds_.count(group_id) > 0) {
       return absl::FailedPreconditionError("a round with this group id is running");
     }
@@ -68,7 +68,7 @@ class AllReducer::Registry {
   }
 
   void Unregister(const std::string& group_id) {
-    absl::MutexLock lock(&mu_);
+    internal::MutexLock lock(&mu_);
     rounds_.erase(group_id);
     finished_[group_id] = absl::Now();
   }
@@ -92,7 +92,7 @@ class AllReducer::Registry {
     }
   }
 
-  absl::Mutex mu_;
+  internal::Mutex mu_;
   std::map<std::string, std::shared_ptr<internal::RoundInbox>, std::less<>> rounds_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time, std::less<>> finished_ ABSL_GUARDED_BY(mu_);

@@ -19,22 +19,24 @@ constexpr absl::Duration kTick = absl::Milliseconds(50);
 }  // namespace
 
 void RoundInbox::PushPart(PartEvent event) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   parts_.push_back(std::move(event));
+  cv_.SignalAll();
 }
 
 void RoundInbox::PushResult(ResultEvent event) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   results_.push_back(std::move(event));
+  cv_.SignalAll();
 }
 
 void RoundInbox::WaitAndTake(absl::Time deadline, std::vector<PartEvent>* parts,
                              std::vector<ResultEvent>* results) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !parts_.empty() || !results_.empty();
   };
-  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+  cv_.WaitUntil(&mu_, deadline, ready);
   parts->swap(parts_);
   results->swap(results_);
   parts_.clear();

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "averaging/messages.h"
 #include "hivemind/averaging/allreduce.h"
+#include "util/mutex.h"
 
 namespace hivemind {
 namespace internal {
@@ -41,7 +41,8 @@ class RoundInbox {
                    std::vector<ResultEvent>* results);
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
+  CondVar cv_;
   std::vector<PartEvent> parts_ ABSL_GUARDED_BY(mu_);
   std::vector<ResultEvent> results_ ABSL_GUARDED_BY(mu_);
 };

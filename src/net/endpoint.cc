@@ -6,8 +6,8 @@
 #include <chrono>
 #include <random>
 
+#include <future>
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "hivemind/wire/error_body.h"
 #include "net/endpoint_core.h"
 
@@ -112,7 +112,7 @@ void EndpointCore::Stop() {
   // Requests queued after the loop's last drain fail here, on this thread.
   std::vector<OutgoingRequest> late;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     late.swap(requests_);
     replies_.clear();
   }
@@ -125,7 +125,7 @@ void EndpointCore::Wake() {
 }
 
 void EndpointCore::SetHandler(wire::MessageType type, Endpoint::RequestHandler handler) {
-  absl::MutexLock lock(&handlers_mu_);
+  MutexLock lock(&handlers_mu_);
   if (handler) {
     handlers_[type] = std::make_shared<Endpoint::RequestHandler>(std::move(handler));
   } else {
@@ -141,7 +141,7 @@ void EndpointCore::Request(const std::string& address, wire::MessageType type,
     return;
   }
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     requests_.push_back({address, type, std::move(body), deadline, std::move(done)});
   }
   Wake();
@@ -151,7 +151,7 @@ void EndpointCore::Reply(const std::string& routing_id, uint64_t request_id,
                          wire::MessageType type, SharedBytes body) {
   if (stopping_) return;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     replies_.push_back({routing_id, request_id, type, std::move(body)});
   }
   Wake();
@@ -208,7 +208,7 @@ void EndpointCore::DrainCommands() {
   std::vector<OutgoingRequest> requests;
   std::vector<OutgoingReply> replies;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     requests.swap(requests_);
     replies.swap(replies_);
   }
@@ -308,7 +308,7 @@ void EndpointCore::HandleRequest(const std::string& routing_id,
   responder.used_ = std::make_shared<std::atomic<bool>>(false);
   std::shared_ptr<Endpoint::RequestHandler> handler;
   {
-    absl::MutexLock lock(&handlers_mu_);
+    MutexLock lock(&handlers_mu_);
     auto it = handlers_.find(frame->header.type);
     if (it != handlers_.end()) handler = it->second;
   }
@@ -410,15 +410,12 @@ void Endpoint::Request(const std::string& address, wire::MessageType type,
 
 absl::StatusOr<Message> Endpoint::Call(const std::string& address, wire::MessageType type,
                                        SharedBytes body, absl::Duration timeout) {
-  absl::Notification done;
-  absl::StatusOr<Message> result = absl::UnknownError("no reply");
-  Request(address, type, std::move(body), absl::Now() + timeout,
-          [&](absl::StatusOr<Message> reply) {
-            result = std::move(reply);
-            done.Notify();
-          });
-  done.WaitForNotification();
-  return result;
+  auto promise = std::make_shared<std::promise<absl::StatusOr<Message>>>();
+  std::future<absl::StatusOr<Message>> result = promise->get_future();
+  Request(
+      address, type, std::move(body), absl::Now() + timeout,
+      [promise](absl::StatusOr<Message> reply) { promise->set_value(std::move(reply)); });
+  return result.get();
 }
 
 Endpoint::Stats Endpoint::stats() const { return core_->stats(); }

@@ -17,8 +17,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/mutex.h"
 #include "hivemind/net/endpoint.h"
+#include "util/mutex.h"
 #include "zmq.hpp"
 
 namespace hivemind {
@@ -89,11 +89,11 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> started_{false};
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<OutgoingRequest> requests_ ABSL_GUARDED_BY(mu_);
   std::vector<OutgoingReply> replies_ ABSL_GUARDED_BY(mu_);
 
-  mutable absl::Mutex handlers_mu_;
+  mutable Mutex handlers_mu_;
   std::map<wire::MessageType, std::shared_ptr<Endpoint::RequestHandler>> handlers_
       ABSL_GUARDED_BY(handlers_mu_);
 

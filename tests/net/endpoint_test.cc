@@ -6,7 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
+#include <future>
+
 #include "gtest/gtest.h"
 #include "hivemind/wire/frame.h"
 #include "zmq.hpp"
@@ -126,17 +127,15 @@ TEST(Endpoint, ShutdownCancelsPendingRequests) {
   server->SetHandler(MessageType::kPing,
                      [&](Message, Responder r) { parked.push_back(std::move(r)); });
   auto client = MakeEndpoint();
-  absl::Notification done;
-  absl::Status outcome;
+  std::promise<absl::Status> outcome;
+  std::future<absl::Status> done = outcome.get_future();
   client->Request(server->address(), MessageType::kPing, MakeSharedBytes(""),
-                  absl::Now() + absl::Seconds(60), [&](absl::StatusOr<Message> r) {
-                    outcome = r.status();
-                    done.Notify();
-                  });
+                  absl::Now() + absl::Seconds(60),
+                  [&](absl::StatusOr<Message> r) { outcome.set_value(r.status()); });
   absl::SleepFor(absl::Milliseconds(100));
   client->Shutdown();
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  EXPECT_EQ(outcome.code(), absl::StatusCode::kCancelled);
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(done.get().code(), absl::StatusCode::kCancelled);
   client->Shutdown();  // idempotent
   // Requests after shutdown fail at once.
   auto late = client->Call(server->address(), MessageType::kPing, MakeSharedBytes(""),
