@@ -2,6 +2,7 @@
 // on 127.0.0.1.
 #include "hivemind/averaging/allreduce.h"
 
+#include <atomic>
 #include <cmath>
 #include <random>
 #include <string>
@@ -331,6 +332,56 @@ TEST(AllReduce, SilentMemberIsExcludedAndSurvivorsFinishByTheDeadline) {
       EXPECT_EQ(s.status.ok(), s.reducer != 3) << s.status;
     }
   }
+}
+
+TEST(AllReduce, MemberThatStopsRespondingMidRound) {
+  // Member 3's endpoint shuts down once it has sent 1 MiB: it stops sending parts
+  // and answering them in the middle of the round.
+  Swarm swarm(std::vector<MemberMode>(4, MemberMode::kNode));
+  auto values = RandomInputs(4, 2000000, 16);
+  const auto inputs = values;
+  std::vector<AllReduceOptions> options(4, SmallParts());
+  for (auto& o : options) {
+    o.max_parts_in_flight = 2;
+    o.sender_timeout = absl::Milliseconds(500);
+    o.timeout = absl::Seconds(10);
+  }
+  std::atomic<bool> stop{false};
+  std::thread watcher([&] {
+    while (!stop && swarm.peer(3).endpoint->stats().bytes_sent < (1u << 20)) {
+      absl::SleepFor(absl::Microseconds(200));
+    }
+    swarm.peer(3).endpoint->Shutdown();
+  });
+  const absl::Time start = absl::Now();
+  auto reports = swarm.Run(values, options);
+  stop = true;
+  watcher.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(12));
+  EXPECT_EQ(reports[3].status().code(), absl::StatusCode::kCancelled);
+  int saw_failure = 0;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(reports[i].ok()) << reports[i].status();
+    saw_failure += reports[i]->excluded.empty() ? 0 : 1;
+    for (const SpanOutcome& s : reports[i]->spans) {
+      EXPECT_EQ(s.status.ok(), s.reducer != 3) << s.status;
+      for (uint64_t k = s.begin; k < s.end; k += 7) {
+        const double all =
+            (inputs[0][k] + inputs[1][k] + inputs[2][k] + inputs[3][k]) / 4.0;
+        const double survivors = (inputs[0][k] + inputs[1][k] + inputs[2][k]) / 3.0;
+        const float v = values[i][k];
+        // The mean of all (member 3's part arrived), of the survivors, or - in the
+        // stopped member's span - the local value.
+        ASSERT_TRUE(std::fabs(v - all) < 1e-6 || std::fabs(v - survivors) < 1e-6 ||
+                    (s.reducer == 3 && v == inputs[i][k]))
+            << "member " << i << " index " << k;
+        if (s.reducer != 3) {
+          ASSERT_EQ(v, values[0][k]);
+        }
+      }
+    }
+  }
+  EXPECT_GE(saw_failure, 1);
 }
 
 TEST(AllReduce, GarbageSentToAMemberDoesNotStopTheRound) {
