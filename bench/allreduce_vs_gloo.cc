@@ -96,17 +96,15 @@ using Clock = std::chrono::steady_clock;
 // --verbose: "rank R +SECONDS what" on stderr.
 void Log(const char* format, ...) __attribute__((format(printf, 1, 2)));
 void Log(const char* format, ...) {
-  static const bool verbose = absl::GetFlag(FLAGS_verbose);
-  static const int rank = absl::GetFlag(FLAGS_rank);
-  static const Clock::time_point start = Clock::now();
-  if (!verbose) return;
+  static const Clock::time_point kStart = Clock::now();
+  if (!absl::GetFlag(FLAGS_verbose)) return;
   char line[512];
   va_list args;
   va_start(args, format);
   std::vsnprintf(line, sizeof(line), format, args);
   va_end(args);
-  std::fprintf(stderr, "rank %d +%.3fs %s\n", rank,
-               std::chrono::duration<double>(Clock::now() - start).count(), line);
+  std::fprintf(stderr, "rank %d +%.3fs %s\n", absl::GetFlag(FLAGS_rank),
+               std::chrono::duration<double>(Clock::now() - kStart).count(), line);
 }
 
 struct Config {
@@ -337,11 +335,12 @@ struct GlooResult {
 };
 
 // One algorithm on a context (and device) of its own, built once. Two things this
-// Gloo (0.0~git20220518) does not survive, seen here: gloo::allreduce's RING on a
-// context where a slot-based algorithm (AllgatherRing, AllreduceRingChunked) has run
-// takes seconds per MB; and destroying an AllreduceRingChunked and building another
-// on the same context breaks the pairs now and then ("Connection closed by peer",
-// probably its trailing notification reaching a slot that no longer exists).
+// Gloo (0.0~git20220518) did here otherwise: gloo::allreduce's RING on a context
+// where an AllgatherRing had run took 3.2 s for a 4 MB vector on 4 loopback ranks
+// (15 s for 16 MB) instead of 0.01 s; and with algorithms destroyed and rebuilt on
+// shared contexts, 1 run in 2 on the WAN failed with "Connection closed by peer"
+// (probably a slot-based algorithm's trailing notification reaching a slot that no
+// longer exists).
 struct GlooCandidate {
   std::shared_ptr<gloo::Context> context;
   std::unique_ptr<GlooRound> round;
