@@ -86,7 +86,7 @@ ABSL_FLAG(int, part_size, 0,
           "hivemind: AllReduceOptions::part_size in elements; 0 keeps the default.");
 ABSL_FLAG(int, max_parts_in_flight, 0,
           "hivemind: AllReduceOptions::max_parts_in_flight; 0 keeps the default.");
-ABSL_FLAG(bool, checksum, true, "hivemind: EndpointOptions::checksum_bodies.");
+ABSL_FLAG(bool, checksum, false, "hivemind: EndpointOptions::checksum_bodies.");
 ABSL_FLAG(bool, verbose, false, "Log every step and round to stderr.");
 
 namespace {

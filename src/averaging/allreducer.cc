@@ -106,7 +106,9 @@ uint64_t ReferenceHash(absl::Span<const float> reference) {
 }
 
 AllReducer::AllReducer(Endpoint* endpoint)
-    : endpoint_(endpoint), registry_(std::make_shared<Registry>()) {
+    : endpoint_(endpoint),
+      registry_(std::make_shared<Registry>()),
+      pool_(internal::BufferPool::Create(kMaxPooledBytes)) {
   std::weak_ptr<Registry> weak = registry_;
   endpoint_->SetHandler(wire::MessageType::kAllReducePart,
                         [weak](Message message, Responder responder) {
@@ -179,7 +181,7 @@ absl::StatusOr<AllReduceReport> AllReducer::Run(const GroupInfo& group, int my_i
   auto inbox = std::make_shared<internal::RoundInbox>();
   absl::Status registered = registry_->Register(group.group_id, inbox);
   if (!registered.ok()) return registered;
-  internal::Round round(endpoint_, group, my_index, values, options, codec, inbox);
+  internal::Round round(endpoint_, group, my_index, values, options, codec, inbox, pool_);
   absl::StatusOr<AllReduceReport> report = round.Run();
   registry_->Unregister(group.group_id);
   return report;

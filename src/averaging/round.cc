@@ -45,7 +45,8 @@ void RoundInbox::WaitAndTake(absl::Time deadline, std::vector<PartEvent>* parts,
 
 Round::Round(Endpoint* endpoint, const GroupInfo& group, int my_index,
              absl::Span<float> values, const AllReduceOptions& options,
-             const Codec* codec, std::shared_ptr<RoundInbox> inbox)
+             const Codec* codec, std::shared_ptr<RoundInbox> inbox,
+             std::shared_ptr<BufferPool> pool)
     : endpoint_(endpoint),
       group_(group),
       me_(my_index),
@@ -53,6 +54,7 @@ Round::Round(Endpoint* endpoint, const GroupInfo& group, int my_index,
       options_(options),
       codec_(codec),
       inbox_(std::move(inbox)),
+      pool_(std::move(pool)),
       reference_(options.reference) {}
 
 uint64_t Round::SeedFor(uint32_t part) const {
@@ -97,10 +99,15 @@ absl::StatusOr<AllReduceReport> Round::Run() {
                     group_.members[j].reference_hash == my_hash;
   }
   const SpanLayout& mine = spans_[me_];
-  acc_.assign(mine.end - mine.begin, 0.0f);
+  // The accumulator's memory comes from the pool: a fresh 100 MB vector per round
+  // would be faulted in page by page every time.
+  acc_storage_ = pool_->Take((mine.end - mine.begin) * sizeof(float));
+  acc_ = absl::MakeSpan(reinterpret_cast<float*>(acc_storage_->data()),
+                        mine.end - mine.begin);
   const float my_weight = Contributes() ? options_.weight : 0.0f;
-  for (uint64_t i = 0; i < acc_.size(); ++i)
+  for (uint64_t i = 0; i < acc_.size(); ++i) {
     acc_[i] = my_weight * values_[mine.begin + i];
+  }
   reduced_.resize(mine.parts);
   for (ReducedPart& p : reduced_) {
     p.weight_sum = my_weight;
@@ -135,6 +142,8 @@ absl::StatusOr<AllReduceReport> Round::Run() {
     }
   }
   FinalizeReady();
+  pool_->Give(std::move(acc_storage_));
+  acc_ = {};
   if (cancelled_) return absl::CancelledError("endpoint shut down during the round");
   return MakeReport();
 }
@@ -163,31 +172,24 @@ void Round::SendPart(int reducer, uint32_t part) {
     }
     input = scratch_;
   }
-  std::string body;
+  std::string header;
   WritePartHeader(
       {group_.group_id, static_cast<uint32_t>(me_), static_cast<uint32_t>(reducer), part,
        options_.weight, delta ? PayloadKind::kDelta : PayloadKind::kValues,
        delta ? group_.members[me_].reference_hash : 0},
-      &body);
-  const size_t header = body.size();
-  body.resize(header + codec_->MaxEncodedSize(input.size()));
-  absl::StatusOr<size_t> n =
-      codec_->Encode(input, absl::MakeSpan(body).subspan(header), {SeedFor(part)});
+      &header);
   // Inputs were checked for NaN/Inf before the round; only a garbage residual or
-  // reference could make them non-finite, and then the part is sent empty and
-  // rejected by the reducer.
-  body.resize(header + n.value_or(0));
-  if (options_.residual != nullptr && n.ok()) {
-    // residual = input - decoded, in place on the scratch copy.
-    (void)DecodeAdd(absl::string_view(body).substr(header), -1.0f,
-                    absl::MakeSpan(scratch_));
-    std::copy(scratch_.begin(), scratch_.end(), options_.residual->begin() + begin);
-  }
+  // reference could make them non-finite, and then the part goes out empty and the
+  // reducer rejects it.
+  absl::StatusOr<SharedBytes> body =
+      EncodeBody(header, input, part,
+                 options_.residual ? options_.residual->data() + begin : nullptr);
+  SharedBytes bytes = body.ok() ? *body : MakeSharedBytes(header);
   report_.encode_time += absl::Now() - t0;
-  report_.bytes_sent += body.size();
+  report_.bytes_sent += bytes->size();
   std::shared_ptr<RoundInbox> inbox = inbox_;
   endpoint_->Request(group_.members[reducer].address, wire::MessageType::kAllReducePart,
-                     MakeSharedBytes(std::move(body)),
+                     std::move(bytes),
                      std::min(deadline_, absl::Now() + 3 * options_.sender_timeout),
                      [inbox, reducer, part](absl::StatusOr<Message> reply) {
                        inbox->PushResult({reducer, part, std::move(reply)});
@@ -281,7 +283,7 @@ absl::Status Round::AcceptPart(PartEvent& event) {
   const uint64_t begin = PartBegin(me_, header.part) - spans_[me_].begin;
   const uint64_t end = PartEnd(me_, header.part) - spans_[me_].begin;
   absl::Status added =
-      DecodeAdd(payload, header.weight, absl::MakeSpan(acc_).subspan(begin, end - begin));
+      DecodeAdd(payload, header.weight, acc_.subspan(begin, end - begin));
   report_.reduce_time += absl::Now() - t0;
   if (!added.ok()) {
     Exclude(static_cast<int>(s), added);
@@ -346,8 +348,7 @@ void Round::Finalize(uint32_t k) {
     return;
   }
   const uint64_t begin = PartBegin(me_, k), end = PartEnd(me_, k);
-  absl::Span<float> averaged =
-      absl::MakeSpan(acc_).subspan(begin - spans_[me_].begin, end - begin);
+  absl::Span<float> averaged = acc_.subspan(begin - spans_[me_].begin, end - begin);
   // Deltas were accumulated without their reference: add it back, weighted.
   if (p.delta_weight > 0.0) {
     const float dw = static_cast<float>(p.delta_weight);
@@ -405,21 +406,30 @@ absl::StatusOr<SharedBytes> Round::EncodeResult(uint32_t part, PayloadKind kind,
     }
     input = scratch_;
   }
-  std::string body;
-  WriteResultHeader({group_.group_id, static_cast<uint32_t>(me_), part, kind}, &body);
-  const size_t header = body.size();
-  body.resize(header + codec_->MaxEncodedSize(input.size()));
-  absl::StatusOr<size_t> n =
-      codec_->Encode(input, absl::MakeSpan(body).subspan(header), {SeedFor(part)});
+  std::string header;
+  WriteResultHeader({group_.group_id, static_cast<uint32_t>(me_), part, kind}, &header);
+  absl::StatusOr<SharedBytes> body = EncodeBody(header, input, part, residual);
   report_.encode_time += absl::Now() - t0;
+  return body;
+}
+
+absl::StatusOr<SharedBytes> Round::EncodeBody(absl::string_view header,
+                                              absl::Span<const float> input,
+                                              uint32_t part, float* residual) {
+  std::unique_ptr<std::string> body =
+      pool_->Take(header.size() + codec_->MaxEncodedSize(input.size()));
+  std::copy(header.begin(), header.end(), body->begin());
+  absl::StatusOr<size_t> n = codec_->Encode(
+      input, absl::MakeSpan(*body).subspan(header.size()), {SeedFor(part)});
   if (!n.ok()) return n.status();
-  body.resize(header + *n);
+  body->resize(header.size() + *n);
   if (residual != nullptr) {
-    (void)DecodeAdd(absl::string_view(body).substr(header), -1.0f,
+    // residual = input - decoded; `input` is scratch_ whenever a residual is kept.
+    (void)DecodeAdd(absl::string_view(*body).substr(header.size()), -1.0f,
                     absl::MakeSpan(scratch_));
     std::copy(scratch_.begin(), scratch_.end(), residual);
   }
-  return MakeSharedBytes(std::move(body));
+  return pool_->Share(std::move(body));
 }
 
 bool Round::Finished() const {

@@ -13,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "averaging/messages.h"
 #include "hivemind/averaging/allreduce.h"
+#include "util/buffer_pool.h"
 #include "util/mutex.h"
 
 namespace hivemind {
@@ -52,7 +53,7 @@ class Round {
   // Arguments are validated by AllReducer::Run. `codec` is never null here.
   Round(Endpoint* endpoint, const GroupInfo& group, int my_index,
         absl::Span<float> values, const AllReduceOptions& options, const Codec* codec,
-        std::shared_ptr<RoundInbox> inbox);
+        std::shared_ptr<RoundInbox> inbox, std::shared_ptr<BufferPool> pool);
 
   // Runs the round to its end; kCancelled if the endpoint shut down.
   absl::StatusOr<AllReduceReport> Run();
@@ -105,6 +106,11 @@ class Round {
   absl::StatusOr<SharedBytes> EncodeResult(uint32_t part, PayloadKind kind,
                                            absl::Span<const float> averaged,
                                            float* residual);
+  // `header` then the codec payload of `input`, in a pooled buffer. With
+  // `residual`, `input` must be scratch_; what the encoding lost goes to residual.
+  absl::StatusOr<SharedBytes> EncodeBody(absl::string_view header,
+                                         absl::Span<const float> input, uint32_t part,
+                                         float* residual);
   // Writes the values a result payload stands for into values_[begin, end).
   absl::Status ApplyResult(absl::string_view payload, PayloadKind kind, uint64_t begin,
                            uint64_t end);
@@ -118,13 +124,15 @@ class Round {
   const AllReduceOptions& options_;
   const Codec* codec_;
   std::shared_ptr<RoundInbox> inbox_;
+  std::shared_ptr<BufferPool> pool_;  // message bodies, reused across rounds
   absl::Time start_;
   absl::Time deadline_;
 
   std::vector<SpanLayout> spans_;
   std::vector<Outgoing> out_;
 
-  std::vector<float> acc_;  // this member's span, accumulated in fp32
+  std::unique_ptr<std::string> acc_storage_;  // from the pool
+  absl::Span<float> acc_;                     // this member's span, accumulated in fp32
   std::vector<ReducedPart> reduced_;
   std::vector<bool> expected_;  // senders this reducer waits for
   std::vector<uint32_t> delivered_;

@@ -22,8 +22,10 @@ uint64_t RawBodySize(uint64_t count, uint32_t) { return count * 4; }
 
 absl::Status RawEncode(const CodecOptions&, absl::Span<const float> values, uint64_t,
                        char* body) {
-  if (!AllFinite(values.data(), values.size())) return NonFiniteInputError();
-  if (!values.empty()) std::memcpy(body, values.data(), values.size() * sizeof(float));
+  // One pass: copy and check (the copy is discarded on error).
+  if (CopyMaxAbsBits(values.data(), values.size(), body) >= kFloatNonFiniteBits) {
+    return NonFiniteInputError();
+  }
   return absl::OkStatus();
 }
 

@@ -31,6 +31,10 @@ inline constexpr uint32_t kFloatNonFiniteBits = 0x7f800000u;
 // absolute maximum and a finiteness check.
 uint32_t MaxAbsBits(const void* x, size_t n);
 
+// Copies n floats from x to out (any alignment) and returns MaxAbsBits of them, in
+// one pass.
+uint32_t CopyMaxAbsBits(const float* x, size_t n, void* out);
+
 // Returns true if every float in x[0..n) is finite.
 inline bool AllFinite(const void* x, size_t n) {
   return MaxAbsBits(x, n) < kFloatNonFiniteBits;

@@ -40,6 +40,9 @@
 #include "hivemind/net/endpoint.h"
 
 namespace hivemind {
+namespace internal {
+class BufferPool;
+}  // namespace internal
 
 struct HIVEMIND_EXPORT AllReduceOptions {
   // Codec for the parts this member sends and the results it sends back as a
@@ -60,9 +63,10 @@ struct HIVEMIND_EXPORT AllReduceOptions {
   // as this member's reference_hash. Not owned. Default: null.
   const std::vector<float>* reference = nullptr;
 
-  // Elements per part: the unit of streaming and pipelining. Default: 128 Ki
-  // (512 KiB of float32).
-  uint32_t part_size = 128 * 1024;
+  // Elements per part: the unit of streaming and pipelining. Smaller parts fill and
+  // drain the pipeline faster on slow links; larger ones cost fewer messages.
+  // Default: 32 Ki (128 KiB of float32; measured best on 100 Mbit/s links).
+  uint32_t part_size = 32 * 1024;
 
   // Parts in flight to one reducer before waiting for results. Default: 8.
   int max_parts_in_flight = 8;
@@ -138,8 +142,11 @@ class HIVEMIND_EXPORT AllReducer {
 
  private:
   class Registry;
+  // Message buffers kept for reuse across rounds (see src/util/buffer_pool.h).
+  static constexpr size_t kMaxPooledBytes = size_t{128} << 20;
   Endpoint* endpoint_;
   std::shared_ptr<Registry> registry_;
+  std::shared_ptr<internal::BufferPool> pool_;
 };
 
 }  // namespace hivemind

@@ -57,8 +57,11 @@ struct HIVEMIND_EXPORT EndpointOptions {
   // ZeroMQ before the message is buffered. Default: 64 MiB.
   uint32_t max_body_size = 64u << 20;
 
-  // Checksum (XXH3-64) every body this endpoint sends. Default: true.
-  bool checksum_bodies = true;
+  // Checksum (XXH3-64) every body this endpoint sends (receivers always verify a
+  // checksum that is present). TCP's checksum and ZeroMQ's framing already guard
+  // the transport; this adds end-to-end protection at the cost of a pass over every
+  // body on both sides. Default: false.
+  bool checksum_bodies = false;
 
   // Frames a connection may send that fail to parse before every further message
   // from it is ignored. Default: 1 (the first garbage frame bans the connection).
