@@ -139,8 +139,8 @@ absl::Status Validate(const GroupInfo& group, int my_index,
     return absl::InvalidArgumentError(
         absl::StrCat("weight ", options.weight, " is not a finite non-negative number"));
   }
-  if (options.part_size == 0 || options.max_parts_in_flight <= 0) {
-    return absl::InvalidArgumentError("part_size and max_parts_in_flight must be > 0");
+  if (options.max_parts_in_flight <= 0) {
+    return absl::InvalidArgumentError("max_parts_in_flight must be > 0");
   }
   if (options.reference != nullptr &&
       (options.reference->size() != values.size() ||

@@ -63,6 +63,7 @@ class Round {
     uint64_t begin = 0;
     uint64_t end = 0;
     uint32_t parts = 0;
+    uint64_t part_size = 0;  // elements
   };
   struct Outgoing {  // this member's parts of one reducer's span
     bool active = false;

@@ -63,13 +63,17 @@ struct HIVEMIND_EXPORT AllReduceOptions {
   // as this member's reference_hash. Not owned. Default: null.
   const std::vector<float>* reference = nullptr;
 
-  // Elements per part: the unit of streaming and pipelining. Smaller parts fill and
-  // drain the pipeline faster on slow links; larger ones cost fewer messages.
-  // Default: 32 Ki (128 KiB of float32; measured best on 100 Mbit/s links).
-  uint32_t part_size = 32 * 1024;
+  // Elements per part: the unit of streaming and pipelining. Every member of a group
+  // must use the same value. 0 picks about 32 parts per span (at least 4 Ki, at most
+  // 256 Ki elements): parts small enough that reducers answer early and the pipeline
+  // fills and drains quickly on slow links. Default: 0.
+  uint32_t part_size = 0;
 
-  // Parts in flight to one reducer before waiting for results. Default: 8.
-  int max_parts_in_flight = 8;
+  // Parts in flight to one reducer before waiting for its answers. Small windows let
+  // results overtake parts on a shared uplink (best on the emulated 100 Mbit/s WAN:
+  // 2 to 4); on links with a long round-trip time, raise it to about
+  // bandwidth x RTT / (part bytes x members). Default: 4.
+  int max_parts_in_flight = 4;
 
   // A reducer excludes a sender whose next part is this late (see Faults above).
   // A sender also gives up on a reducer that has not answered a part within 3x
