@@ -6,6 +6,8 @@ pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
 # cppzmq is header-only; its pkg-config module pulls in libzmq.
 pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET cppzmq)
+# OpenDHT through pkg-config: its CMake config in Debian is broken.
+pkg_check_modules(OPENDHT REQUIRED IMPORTED_TARGET opendht)
 
 if(HIVEMIND_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -1,0 +1,71 @@
+// The distributed hash table peers use to find each other: a store of small records
+// under string keys, scoped by a run id, with expiration. Records say who wrote them
+// and until when they are valid; readers ignore expired records.
+//
+// Keys are namespaced by the run id ("{run_id}/{key}"), so swarms of different runs
+// sharing a DHT never see each other's records. Under one key each writer may keep
+// several records, one per subkey (a peer's progress, a peer's group declaration,
+// ...); storing again under the same (writer, subkey) replaces the older record.
+#ifndef HIVEMIND_DHT_DHT_H_
+#define HIVEMIND_DHT_DHT_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "hivemind/export.h"
+#include "hivemind/net/identity.h"
+
+namespace hivemind {
+
+struct HIVEMIND_EXPORT DhtRecord {
+  std::string subkey;
+  std::string value;
+  PeerId writer;          // the storing node's id
+  absl::Time stored_at;   // by the writer's clock; the newest wins per (writer, subkey)
+  absl::Time expiration;  // after this the record is ignored
+};
+
+// Largest value a record may hold.
+inline constexpr size_t kMaxDhtValueSize = 32 * 1024;
+
+// Thread safety: implementations are thread-safe. Listen callbacks run on the
+// implementation's thread and must not block.
+class HIVEMIND_EXPORT Dht {
+ public:
+  using ListenCallback = std::function<void(const DhtRecord& record)>;
+
+  virtual ~Dht() = default;
+
+  // This node's id.
+  virtual const PeerId& id() const = 0;
+
+  // Stores `value` under (key, subkey) until `expiration`, and waits until the DHT
+  // confirms it or `timeout` passes. Returns kInvalidArgument for a value over
+  // kMaxDhtValueSize or an expiration in the past, kDeadlineExceeded when no node
+  // confirmed the store in time, kCancelled after shutdown.
+  virtual absl::Status Store(absl::string_view key, absl::string_view subkey,
+                             absl::string_view value, absl::Time expiration,
+                             absl::Duration timeout = absl::Seconds(10)) = 0;
+
+  // Returns the unexpired records under `key`: the newest per (writer, subkey), in
+  // no particular order (possibly none). Waits for the lookup to finish or `timeout`
+  // to pass (then returns what arrived). kCancelled after shutdown.
+  virtual absl::StatusOr<std::vector<DhtRecord>> Get(
+      absl::string_view key, absl::Duration timeout = absl::Seconds(10)) = 0;
+
+  // Calls `callback` for every unexpired record stored under `key` from now on (and
+  // those already there). Returns a token for CancelListen.
+  virtual absl::StatusOr<uint64_t> Listen(absl::string_view key,
+                                          ListenCallback callback) = 0;
+  virtual void CancelListen(uint64_t token) = 0;
+};
+
+}  // namespace hivemind
+
+#endif  // HIVEMIND_DHT_DHT_H_
