@@ -37,7 +37,12 @@ absl::StatusOr<DhtRecord> ParseDhtRecord(absl::string_view data) {
   HIVEMIND_RETURN_IF_ERROR(reader.ReadU64(&expiration));
   HIVEMIND_RETURN_IF_ERROR(reader.ReadBytes(&value, kMaxDhtValueSize));
   HIVEMIND_RETURN_IF_ERROR(reader.ExpectEnd());
-  if (expiration < stored_at || stored_at > (uint64_t{1} << 62)) {
+  // Times are microseconds since 1970 that fit an int64 (2^62 is year 148,000).
+  constexpr uint64_t kMaxMicros = uint64_t{1} << 62;
+  if (stored_at > kMaxMicros || expiration > kMaxMicros) {
+    return absl::DataLossError("DHT record time out of range");
+  }
+  if (expiration < stored_at) {
     return absl::DataLossError("DHT record expires before it was stored");
   }
   DhtRecord record;

@@ -32,6 +32,11 @@ TEST(DhtRecord, MalformedRecordsAreDataLoss) {
   std::string bad_version = good;
   bad_version[0] = 2;
   EXPECT_EQ(ParseDhtRecord(bad_version).status().code(), absl::StatusCode::kDataLoss);
+  // A time that does not fit an int64 of microseconds (found by the fuzzer).
+  std::string huge = good;
+  const size_t expiration_at = 1 + 4 + 6 + 4 + 9 + 8;
+  for (size_t i = 0; i < 8; ++i) huge[expiration_at + i] = '\xff';
+  EXPECT_EQ(ParseDhtRecord(huge).status().code(), absl::StatusCode::kDataLoss);
   DhtRecord backwards = Sample();
   backwards.expiration = absl::FromUnixMicros(10);
   EXPECT_EQ(ParseDhtRecord(EncodeDhtRecord(backwards)).status().code(),
