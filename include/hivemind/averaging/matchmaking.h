@@ -1,0 +1,111 @@
+// Matchmaking: peers that want to average at about the same time find each other in
+// the DHT and agree on a group (its id and ordered member list).
+//
+// Protocol (docs/wire_format.md, "Matchmaking messages"):
+//  1. A peer declares itself under `{prefix}.group.{group_bits}` (subkey: its peer id;
+//     value: its address and the schema hash), valid until its deadline.
+//  2. After a short settling time it reads the declarations. Candidates are declared
+//     peers with the same schema hash whose (deadline, peer id) is smaller than its
+//     own; it asks them to lead it, smallest first (kJoinRequest).
+//  3. A peer that no candidate accepts leads: it accepts joiners until the group has
+//     `target_group_size` members, or until its deadline with at least
+//     `min_group_size`; then it shuffles the members, draws a random group id and
+//     answers every pending join with the group (kJoinResponse).
+//  4. A leader still alone near its deadline stops leading and asks any leader with
+//     room to take it.
+//  A leader refuses a joiner with a different group key or schema hash, or when full;
+//  a peer that is not leading refuses, saying whether it is still searching (ask
+//  again) or following (look elsewhere). Leaders never follow, so no two peers wait
+//  on each other; every request has a deadline, so nothing waits forever. Views of
+//  the DHT that differ can split peers into several groups, or leave one alone.
+#ifndef HIVEMIND_AVERAGING_MATCHMAKING_H_
+#define HIVEMIND_AVERAGING_MATCHMAKING_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hivemind/averaging/group.h"
+#include "hivemind/dht/dht.h"
+#include "hivemind/export.h"
+#include "hivemind/net/endpoint.h"
+
+namespace hivemind {
+namespace internal {
+struct Declaration;
+struct JoinResponse;
+}  // namespace internal
+
+struct HIVEMIND_EXPORT MatchmakingOptions {
+  // DHT key prefix of this averager (for example "{run}.grads"). Required.
+  std::string prefix;
+
+  // Moshpit group bits: only peers with the same bits meet. Default: "" (everyone).
+  std::string group_bits;
+
+  // Hash of the averaged tensors' shapes and types: peers with different schemas never
+  // land in one group. Default: 0.
+  uint64_t schema_hash = 0;
+
+  int target_group_size = 16;  // Default: 16.
+  int min_group_size = 2;      // Default: 2.
+
+  // How long to look for a group; also the deadline a leader assembles at.
+  // Default: 5 s.
+  absl::Duration matchmaking_time = absl::Seconds(5);
+
+  // Time given to declarations to spread before reading them. Default: 300 ms.
+  absl::Duration settle_time = absl::Milliseconds(300);
+
+  // This member's entry (peer id, address, bandwidth, mode, reference hash). The
+  // address must be the endpoint's (empty for client mode). Required.
+  GroupMember self;
+};
+
+struct HIVEMIND_EXPORT MatchedGroup {
+  GroupInfo group;
+  int my_index = 0;
+};
+
+// Finds groups over one endpoint and one DHT. Registers itself as the endpoint's
+// kJoinRequest handler.
+//
+// Thread safety: FindGroup calls must not overlap on one Matchmaker (one search at a
+// time); construction and destruction from one thread. The endpoint and the DHT must
+// outlive it.
+class HIVEMIND_EXPORT Matchmaker {
+ public:
+  Matchmaker(Endpoint* endpoint, Dht* dht);
+  ~Matchmaker();
+  Matchmaker(const Matchmaker&) = delete;
+  Matchmaker& operator=(const Matchmaker&) = delete;
+
+  // Looks for a group until options.matchmaking_time has passed. Returns the group
+  // (every member gets the same GroupInfo, and `my_index` is this member's place),
+  // or kDeadlineExceeded when no group of at least min_group_size formed in time,
+  // kInvalidArgument for bad options, kUnavailable if the DHT refused the
+  // declaration.
+  absl::StatusOr<MatchedGroup> FindGroup(const MatchmakingOptions& options);
+
+ private:
+  class State;
+  absl::StatusOr<MatchedGroup> Search(const MatchmakingOptions& options);
+  // Asks declared leaders (those before `self` unless `any_order`) to take this
+  // peer, until one does or `stop` passes.
+  absl::StatusOr<MatchedGroup> Follow(const std::string& key,
+                                      const internal::Declaration& self,
+                                      const MatchmakingOptions& options, absl::Time stop,
+                                      bool any_order);
+  absl::StatusOr<internal::JoinResponse> AskToJoin(const std::string& key,
+                                                   const internal::Declaration& self,
+                                                   const internal::Declaration& leader);
+  Endpoint* endpoint_;
+  Dht* dht_;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace hivemind
+
+#endif  // HIVEMIND_AVERAGING_MATCHMAKING_H_

@@ -1,0 +1,315 @@
+#include <algorithm>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "averaging/matchmaking_messages.h"
+#include "hivemind/averaging/matchmaking.h"
+#include "util/mutex.h"
+
+namespace hivemind {
+namespace {
+
+// The refusal of a peer that is not (yet) leading: ask it again later.
+constexpr char kNotLeading[] = "not leading a group";
+
+}  // namespace
+
+// The leader side, shared with the endpoint's kJoinRequest handler.
+class Matchmaker::State {
+ public:
+  // Starts a search: not leading yet.
+  void Begin(const std::string& key, const internal::Declaration& self, int target) {
+    internal::MutexLock lock(&mu_);
+    key_ = key;
+    self_ = self;
+    target_ = target;
+    leading_ = false;
+    following_ = false;
+    searching_ = true;
+    pending_.clear();
+  }
+
+  // The search is over (a group formed or time ran out).
+  void End() {
+    internal::MutexLock lock(&mu_);
+    searching_ = false;
+  }
+
+  void StartLeading() {
+    internal::MutexLock lock(&mu_);
+    leading_ = true;
+  }
+
+  // While this peer waits on a leader it will not lead: joiners should look elsewhere.
+  void SetFollowing(bool following) {
+    internal::MutexLock lock(&mu_);
+    following_ = following;
+  }
+
+  // Stops leading and hands over who is waiting.
+  std::vector<std::pair<GroupMember, Responder>> StopLeading() {
+    internal::MutexLock lock(&mu_);
+    leading_ = false;
+    return std::move(pending_);
+  }
+
+  int Joiners() {
+    internal::MutexLock lock(&mu_);
+    return static_cast<int>(pending_.size());
+  }
+
+  // Waits until the group is full or `deadline`.
+  void WaitFull(absl::Time deadline) {
+    internal::MutexLock lock(&mu_);
+    cv_.WaitUntil(&mu_, deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return static_cast<int>(pending_.size()) + 1 >= target_;
+    });
+  }
+
+  void OnJoin(Message message, Responder responder) {
+    auto request = internal::ParseJoinRequest(message.body);
+    if (!request.ok()) {
+      responder.ReplyError(request.status());
+      return;
+    }
+    internal::MutexLock lock(&mu_);
+    std::string refusal;
+    if (!searching_) {
+      refusal = "not looking for a group";
+    } else if (following_) {
+      refusal = "following another leader";
+    } else if (!leading_) {
+      refusal = kNotLeading;
+    } else if (request->group_key != key_) {
+      refusal = "different group key";
+    } else if (request->joiner.schema_hash != self_.schema_hash) {
+      refusal = "different tensor schema";
+    } else if (static_cast<int>(pending_.size()) + 1 >= target_) {
+      refusal = "group is full";
+    } else {
+      for (const auto& [member, waiting] : pending_) {
+        if (member.peer_id == request->joiner.member.peer_id) refusal = "already joined";
+      }
+    }
+    if (!refusal.empty()) {
+      internal::JoinResponse no;
+      no.reason = refusal;
+      responder.Reply(wire::MessageType::kJoinResponse,
+                      MakeSharedBytes(internal::EncodeJoinResponse(no)));
+      return;
+    }
+    pending_.emplace_back(request->joiner.member, std::move(responder));
+    cv_.SignalAll();
+  }
+
+ private:
+  internal::Mutex mu_;
+  internal::CondVar cv_;
+  std::string key_ ABSL_GUARDED_BY(mu_);
+  internal::Declaration self_ ABSL_GUARDED_BY(mu_);
+  int target_ ABSL_GUARDED_BY(mu_) = 0;
+  bool leading_ ABSL_GUARDED_BY(mu_) = false;
+  bool following_ ABSL_GUARDED_BY(mu_) = false;
+  bool searching_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<GroupMember, Responder>> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+Matchmaker::Matchmaker(Endpoint* endpoint, Dht* dht)
+    : endpoint_(endpoint), dht_(dht), state_(std::make_shared<State>()) {
+  std::weak_ptr<State> weak = state_;
+  endpoint_->SetHandler(wire::MessageType::kJoinRequest,
+                        [weak](Message message, Responder responder) {
+                          if (auto state = weak.lock()) {
+                            state->OnJoin(std::move(message), std::move(responder));
+                          } else {
+                            responder.ReplyError(absl::UnavailableError("shutting down"));
+                          }
+                        });
+}
+
+Matchmaker::~Matchmaker() {
+  endpoint_->SetHandler(wire::MessageType::kJoinRequest, nullptr);
+}
+
+namespace {
+
+constexpr absl::Duration kLivenessTimeout = absl::Seconds(1);
+
+absl::Status Validate(const MatchmakingOptions& o) {
+  if (o.prefix.empty() || o.self.peer_id.empty()) {
+    return absl::InvalidArgumentError("prefix and self.peer_id are required");
+  }
+  if (o.min_group_size < 1 || o.target_group_size < o.min_group_size) {
+    return absl::InvalidArgumentError("need 1 <= min_group_size <= target_group_size");
+  }
+  if (o.self.mode != MemberMode::kClient && o.self.address.empty()) {
+    return absl::InvalidArgumentError("a peer that can lead needs an address");
+  }
+  return absl::OkStatus();
+}
+
+// Declared peers that come before `self` and can lead, in leading order.
+std::vector<internal::Declaration> Candidates(const std::vector<DhtRecord>& records,
+                                              const internal::Declaration& self,
+                                              bool any_order) {
+  std::vector<internal::Declaration> out;
+  for (const DhtRecord& record : records) {
+    auto d = internal::ParseDeclaration(record.value);
+    if (!d.ok() || d->member.peer_id != record.subkey) continue;
+    if (d->member.peer_id == self.member.peer_id) continue;
+    if (d->schema_hash != self.schema_hash || d->member.mode == MemberMode::kClient)
+      continue;
+    if (any_order || internal::LeadsBefore(*d, self)) out.push_back(*std::move(d));
+  }
+  std::sort(out.begin(), out.end(), internal::LeadsBefore);
+  return out;
+}
+
+std::string RandomGroupId() {
+  std::random_device rd;
+  std::string id(16, '\0');
+  for (char& c : id) c = static_cast<char>(rd());
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<MatchedGroup> Matchmaker::Follow(const std::string& key,
+                                                const internal::Declaration& self,
+                                                const MatchmakingOptions& options,
+                                                absl::Time stop_following,
+                                                bool any_order) {
+  std::set<PeerId> skip;
+  while (absl::Now() < stop_following) {
+    auto records = dht_->Get(key, std::min(absl::Seconds(2), options.matchmaking_time));
+    if (!records.ok()) return records.status();
+    std::vector<internal::Declaration> candidates;
+    for (auto& c : Candidates(*records, self, any_order)) {
+      if (!skip.count(c.member.peer_id)) candidates.push_back(std::move(c));
+    }
+    if (candidates.empty()) break;  // nobody to follow: lead
+    for (const internal::Declaration& leader : candidates) {
+      absl::StatusOr<internal::JoinResponse> response = AskToJoin(key, self, leader);
+      if (response.ok() && response->accepted) {
+        return MatchedGroup{std::move(response->group),
+                            static_cast<int>(response->your_index)};
+      }
+      if (!response.ok() || response->reason != kNotLeading) {
+        skip.insert(leader.member.peer_id);
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::NotFoundError("no leader accepted this peer");
+}
+
+absl::StatusOr<internal::JoinResponse> Matchmaker::AskToJoin(
+    const std::string& key, const internal::Declaration& self,
+    const internal::Declaration& leader) {
+  const absl::Time until = std::min(leader.deadline, self.deadline) + absl::Seconds(2);
+  // A leader answers a join only when it assembles; first make sure it is alive (any
+  // reply will do), so a dead candidate costs a second, not its deadline.
+  auto alive = endpoint_->Call(leader.member.address, wire::MessageType::kPing,
+                               MakeSharedBytes(""), kLivenessTimeout);
+  if (!alive.ok() && alive.status().code() != absl::StatusCode::kUnimplemented) {
+    return alive.status();
+  }
+  internal::JoinRequest request{key, self};
+  state_->SetFollowing(true);
+  auto reply = endpoint_->Call(leader.member.address, wire::MessageType::kJoinRequest,
+                               MakeSharedBytes(internal::EncodeJoinRequest(request)),
+                               std::max(absl::ZeroDuration(), until - absl::Now()));
+  state_->SetFollowing(false);
+  if (!reply.ok()) return reply.status();
+  auto response = internal::ParseJoinResponse(reply->body);
+  if (!response.ok()) return response.status();
+  if (response->accepted &&
+      response->group.members[response->your_index].peer_id != self.member.peer_id) {
+    return absl::DataLossError("the leader placed this peer wrongly");
+  }
+  return response;
+}
+
+absl::StatusOr<MatchedGroup> Matchmaker::FindGroup(const MatchmakingOptions& options) {
+  absl::Status valid = Validate(options);
+  if (!valid.ok()) return valid;
+  absl::StatusOr<MatchedGroup> result = Search(options);
+  state_->End();
+  return result;
+}
+
+absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& options) {
+  const std::string key = absl::StrCat(options.prefix, ".group.", options.group_bits);
+  internal::Declaration self{options.self, options.schema_hash,
+                             absl::Now() + options.matchmaking_time};
+  state_->Begin(key, self, options.target_group_size);
+  absl::Status declared =
+      dht_->Store(key, self.member.peer_id, internal::EncodeDeclaration(self),
+                  self.deadline, options.matchmaking_time);
+  if (!declared.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot declare in the DHT: ", declared.message()));
+  }
+  absl::SleepFor(options.settle_time);
+
+  // Follow the first candidate that takes us. A candidate that is not leading yet
+  // may still be trying its own candidates: ask again shortly. Dead, full or
+  // incompatible candidates are skipped for good. The last third of the time is kept
+  // for leading.
+  auto followed =
+      Follow(key, self, options, self.deadline - options.matchmaking_time / 3, false);
+  if (followed.ok()) return followed;
+
+  if (options.self.mode == MemberMode::kClient) {
+    return absl::DeadlineExceededError("no leader accepted this client-mode peer");
+  }
+  // Lead: gather joiners until full or the deadline. A leader still alone near the
+  // end gives up leading and joins any leader with room (leaders never follow, so
+  // no two peers can wait on each other).
+  state_->StartLeading();
+  state_->WaitFull(self.deadline - options.matchmaking_time / 6);
+  if (state_->Joiners() == 0) {
+    state_->StopLeading();
+    auto late = Follow(key, self, options, self.deadline, true);
+    if (late.ok()) return late;
+    state_->StartLeading();
+  }
+  state_->WaitFull(self.deadline);
+  auto joiners = state_->StopLeading();
+  if (static_cast<int>(joiners.size()) + 1 < options.min_group_size) {
+    internal::JoinResponse no;
+    no.reason = "group too small at the leader's deadline";
+    for (auto& [member, responder] : joiners) {
+      responder.Reply(wire::MessageType::kJoinResponse,
+                      MakeSharedBytes(internal::EncodeJoinResponse(no)));
+    }
+    return absl::DeadlineExceededError(absl::StrCat("found ", joiners.size() + 1,
+                                                    " peers, fewer than min_group_size ",
+                                                    options.min_group_size));
+  }
+  GroupInfo group;
+  group.group_id = RandomGroupId();
+  group.members.push_back(self.member);
+  for (auto& [member, responder] : joiners) group.members.push_back(member);
+  std::mt19937_64 rng(std::random_device{}());
+  std::shuffle(group.members.begin(), group.members.end(), rng);
+  auto index_of = [&group](const PeerId& id) {
+    for (size_t i = 0; i < group.members.size(); ++i) {
+      if (group.members[i].peer_id == id) return static_cast<uint32_t>(i);
+    }
+    return uint32_t{0};
+  };
+  for (auto& [member, responder] : joiners) {
+    internal::JoinResponse yes;
+    yes.accepted = true;
+    yes.group = group;
+    yes.your_index = index_of(member.peer_id);
+    responder.Reply(wire::MessageType::kJoinResponse,
+                    MakeSharedBytes(internal::EncodeJoinResponse(yes)));
+  }
+  return MatchedGroup{group, static_cast<int>(index_of(self.member.peer_id))};
+}
+
+}  // namespace hivemind

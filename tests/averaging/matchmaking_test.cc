@@ -1,0 +1,222 @@
+// Matchmaking over a real OpenDHT and real endpoints on 127.0.0.1.
+#include "hivemind/averaging/matchmaking.h"
+
+#include <map>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "averaging/matchmaking_messages.h"
+#include "gtest/gtest.h"
+#include "hivemind/dht/opendht_node.h"
+
+namespace hivemind {
+namespace {
+
+TEST(MatchmakingMessages, RoundTripAndRejectGarbage) {
+  internal::Declaration d{{"peer-a", "tcp://127.0.0.1:1", 12.5, MemberMode::kNode, 9},
+                          77,
+                          absl::FromUnixSeconds(1700000000)};
+  auto parsed = internal::ParseDeclaration(internal::EncodeDeclaration(d));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->member.peer_id, "peer-a");
+  EXPECT_EQ(parsed->member.bandwidth, 12.5);
+  EXPECT_EQ(parsed->member.reference_hash, 9u);
+  EXPECT_EQ(parsed->schema_hash, 77u);
+  EXPECT_EQ(parsed->deadline, d.deadline);
+
+  internal::JoinResponse yes;
+  yes.accepted = true;
+  yes.group.group_id = "gid";
+  yes.group.members = {d.member, d.member};
+  yes.your_index = 1;
+  const std::string body = internal::EncodeJoinResponse(yes);
+  auto response = internal::ParseJoinResponse(body);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_TRUE(response->accepted);
+  EXPECT_EQ(response->group.members.size(), 2u);
+  EXPECT_EQ(response->your_index, 1u);
+  for (size_t len = 0; len < body.size(); ++len) {
+    EXPECT_EQ(internal::ParseJoinResponse(body.substr(0, len)).status().code(),
+              absl::StatusCode::kDataLoss);
+  }
+  std::string bad_index = body;
+  bad_index[bad_index.size() - 4] = 5;
+  EXPECT_EQ(internal::ParseJoinResponse(bad_index).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
+struct Peer {
+  std::unique_ptr<OpenDhtNode> dht;
+  std::unique_ptr<Endpoint> endpoint;
+  std::unique_ptr<Matchmaker> matchmaker;
+};
+
+class MatchmakingSwarm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    DhtOptions options;
+    options.run_id = "mm";
+    auto bootstrap = OpenDhtNode::Create(options);
+    ASSERT_TRUE(bootstrap.ok());
+    bootstrap_ = std::move(bootstrap).value();
+  }
+
+  Peer& AddPeer() {
+    Peer peer;
+    DhtOptions options;
+    options.run_id = "mm";
+    options.initial_peers = {bootstrap_->address()};
+    peer.dht = std::move(OpenDhtNode::Create(options)).value();
+    peer.endpoint = std::move(Endpoint::Create({})).value();
+    peer.matchmaker = std::make_unique<Matchmaker>(peer.endpoint.get(), peer.dht.get());
+    peers_.push_back(std::move(peer));
+    return peers_.back();
+  }
+
+  MatchmakingOptions OptionsFor(Peer& peer, int target, absl::Duration time) {
+    MatchmakingOptions o;
+    o.prefix = "run.grads";
+    o.target_group_size = target;
+    o.min_group_size = 2;
+    o.matchmaking_time = time;
+    o.self.peer_id = peer.endpoint->id();
+    o.self.address = peer.endpoint->address();
+    return o;
+  }
+
+  // Runs FindGroup on every peer in `who` at once.
+  std::vector<absl::StatusOr<MatchedGroup>> FindAll(
+      const std::vector<MatchmakingOptions>& options) {
+    std::vector<absl::StatusOr<MatchedGroup>> out(options.size(),
+                                                  absl::UnknownError("not run"));
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < options.size(); ++i) {
+      threads.emplace_back(
+          [&, i] { out[i] = peers_[i].matchmaker->FindGroup(options[i]); });
+    }
+    for (auto& t : threads) t.join();
+    return out;
+  }
+
+  std::unique_ptr<OpenDhtNode> bootstrap_;
+  std::vector<Peer> peers_;
+};
+
+// Every member of a group got the same GroupInfo, with its own index.
+void ExpectConsistent(const std::vector<absl::StatusOr<MatchedGroup>>& results,
+                      const std::vector<Peer>& peers) {
+  std::map<std::string, const GroupInfo*> by_id;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].ok()) continue;
+    const MatchedGroup& m = *results[i];
+    EXPECT_EQ(m.group.members[m.my_index].peer_id, peers[i].endpoint->id());
+    auto [it, fresh] = by_id.emplace(m.group.group_id, &m.group);
+    if (!fresh) {
+      ASSERT_EQ(it->second->members.size(), m.group.members.size());
+      for (size_t k = 0; k < m.group.members.size(); ++k) {
+        EXPECT_EQ(it->second->members[k].peer_id, m.group.members[k].peer_id);
+        EXPECT_EQ(it->second->members[k].address, m.group.members[k].address);
+      }
+    }
+  }
+}
+
+TEST_F(MatchmakingSwarm, EightPeersFormGroupsOfAtMostFour) {
+  std::vector<MatchmakingOptions> options;
+  for (int i = 0; i < 8; ++i)
+    options.push_back(OptionsFor(AddPeer(), 4, absl::Seconds(3)));
+  const absl::Time start = absl::Now();
+  auto results = FindAll(options);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  std::map<std::string, int> sizes;
+  for (auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_LE(r->group.members.size(), 4u);
+    EXPECT_GE(r->group.members.size(), 2u);
+    sizes[r->group.group_id] = static_cast<int>(r->group.members.size());
+  }
+  int total = 0;
+  for (auto& [id, size] : sizes) total += size;
+  EXPECT_EQ(total, 8);  // the groups partition the peers
+  ExpectConsistent(results, peers_);
+}
+
+TEST_F(MatchmakingSwarm, DifferentSchemasNeverMeet) {
+  std::vector<MatchmakingOptions> options;
+  for (int i = 0; i < 4; ++i) {
+    options.push_back(OptionsFor(AddPeer(), 4, absl::Seconds(3)));
+    options.back().schema_hash = i % 2;
+  }
+  auto results = FindAll(options);
+  for (size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    for (const GroupMember& m : results[i]->group.members) {
+      for (size_t j = 0; j < peers_.size(); ++j) {
+        if (peers_[j].endpoint->id() == m.peer_id) {
+          EXPECT_EQ(j % 2, i % 2);
+        }
+      }
+    }
+  }
+  ExpectConsistent(results, peers_);
+}
+
+TEST_F(MatchmakingSwarm, ALonePeerGivesUpAtItsDeadline) {
+  MatchmakingOptions options = OptionsFor(AddPeer(), 4, absl::Seconds(1));
+  const absl::Time start = absl::Now();
+  auto result = peers_[0].matchmaker->FindGroup(options);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+}
+
+TEST_F(MatchmakingSwarm, ADeadLeaderDoesNotStallTheOthers) {
+  // Peer 0 declares with the earliest deadline (everyone's first candidate), then its
+  // endpoint dies. The others must still form a group by their deadline.
+  std::vector<MatchmakingOptions> options;
+  for (int i = 0; i < 4; ++i)
+    options.push_back(OptionsFor(AddPeer(), 4, absl::Seconds(4)));
+  options[0].matchmaking_time = absl::Seconds(2);
+  std::thread victim([&] { (void)peers_[0].matchmaker->FindGroup(options[0]); });
+  absl::SleepFor(absl::Milliseconds(150));  // declared, settling
+  peers_[0].endpoint->Shutdown();
+  const absl::Time start = absl::Now();
+  std::vector<absl::StatusOr<MatchedGroup>> results(4, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 1; i < 4; ++i) {
+    threads.emplace_back(
+        [&, i] { results[i] = peers_[i].matchmaker->FindGroup(options[i]); });
+  }
+  for (auto& t : threads) t.join();
+  victim.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(7));
+  for (int i = 1; i < 4; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    for (const GroupMember& m : results[i]->group.members) {
+      EXPECT_NE(m.peer_id, peers_[0].endpoint->id());
+    }
+  }
+  results[0] = absl::UnknownError("victim");
+  ExpectConsistent(results, peers_);
+}
+
+TEST(Matchmaker, RejectsBadOptions) {
+  DhtOptions dht_options;
+  dht_options.run_id = "mm";
+  auto dht = std::move(OpenDhtNode::Create(dht_options)).value();
+  auto endpoint = std::move(Endpoint::Create({})).value();
+  Matchmaker matchmaker(endpoint.get(), dht.get());
+  MatchmakingOptions options;
+  EXPECT_EQ(matchmaker.FindGroup(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.prefix = "p";
+  options.self.peer_id = endpoint->id();
+  options.self.address = endpoint->address();
+  options.min_group_size = 5;
+  options.target_group_size = 4;
+  EXPECT_EQ(matchmaker.FindGroup(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace hivemind
