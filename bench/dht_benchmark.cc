@@ -14,7 +14,7 @@
 //
 // A get succeeds when a record with the stored value (and the storing node as writer)
 // comes back; it is issued from a surviving node other than the writer, so that the
-// value cannot come from the writer's own announcement. A Get that waits on dead
+// value cannot come from the writer's own storage. A Get that waits on dead
 // nodes returns at its timeout with what arrived: the report says how many returned
 // before the timeout. Latency is the time to the call's return. (The time at which
 // the value itself arrived is not visible through the Dht API: OpenDHT hands values
@@ -42,6 +42,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"

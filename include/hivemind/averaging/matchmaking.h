@@ -39,7 +39,10 @@ struct JoinResponse;
 }  // namespace internal
 
 struct HIVEMIND_EXPORT MatchmakingOptions {
-  // DHT key prefix of this averager (for example "{run}.grads"). Required.
+  // DHT key prefix of this averager and round (for example "{run}.grads.{epoch}").
+  // Use a new one per round: the declarations of the previous round are still in
+  // the DHT until they expire, and peers waste time on (and can split over) them.
+  // Required.
   std::string prefix;
 
   // Moshpit group bits: only peers with the same bits meet. Default: "" (everyone).
