@@ -136,6 +136,7 @@ Matchmaker::~Matchmaker() {
 namespace {
 
 constexpr absl::Duration kLivenessTimeout = absl::Seconds(1);
+constexpr absl::Duration kLookupTimeout = absl::Milliseconds(500);
 
 absl::Status Validate(const MatchmakingOptions& o) {
   if (o.prefix.empty() || o.self.peer_id.empty()) {
@@ -183,7 +184,9 @@ absl::StatusOr<MatchedGroup> Matchmaker::Follow(const std::string& key,
                                                 bool any_order) {
   std::set<PeerId> skip;
   while (absl::Now() < stop_following) {
-    auto records = dht_->Get(key, std::min(absl::Seconds(2), options.matchmaking_time));
+    // A short lookup: declarations arrive as they are found, and a slow node must
+    // not eat the time left to follow or lead.
+    auto records = dht_->Get(key, std::min(kLookupTimeout, options.matchmaking_time / 4));
     if (!records.ok()) return records.status();
     std::vector<internal::Declaration> candidates;
     for (auto& c : Candidates(*records, self, any_order)) {
@@ -269,7 +272,7 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   // end gives up leading and joins any leader with room (leaders never follow, so
   // no two peers can wait on each other).
   state_->StartLeading();
-  state_->WaitFull(self.deadline - options.matchmaking_time / 6);
+  state_->WaitFull(self.deadline - options.matchmaking_time / 3);
   if (state_->Joiners() == 0) {
     state_->StopLeading();
     auto late = Follow(key, self, options, self.deadline, true);
