@@ -168,7 +168,7 @@ Endpoint::Stats EndpointCore::stats() const {
 
 void EndpointCore::Run() {
   std::vector<zmq::pollitem_t> items;
-  std::vector<zmq::socket_t*> dealer_order;
+  std::vector<std::string> dealer_order;  // addresses: a dealer may close mid-turn
   std::vector<zmq::message_t> parts;
   while (!stopping_) {
     items.clear();
@@ -176,8 +176,8 @@ void EndpointCore::Run() {
     items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
     if (router_) items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
     for (auto& [address, dealer] : dealers_) {
-      items.push_back({dealer->handle(), 0, ZMQ_POLLIN, 0});
-      dealer_order.push_back(dealer.get());
+      items.push_back({dealer.socket->handle(), 0, ZMQ_POLLIN, 0});
+      dealer_order.push_back(address);
     }
     absl::Duration wait = kMaxPollWait;
     if (!deadlines_.empty()) {
@@ -193,7 +193,9 @@ void EndpointCore::Run() {
     if (router_ && (items[1].revents & ZMQ_POLLIN)) ReadRouter();
     const size_t first_dealer = router_ ? 2 : 1;
     for (size_t i = 0; i < dealer_order.size(); ++i) {
-      if (items[first_dealer + i].revents & ZMQ_POLLIN) ReadDealer(*dealer_order[i]);
+      if (!(items[first_dealer + i].revents & ZMQ_POLLIN)) continue;
+      auto dealer = dealers_.find(dealer_order[i]);
+      if (dealer != dealers_.end()) ReadDealer(*dealer->second.socket);
     }
     ExpireDeadlines();
   }
@@ -218,9 +220,20 @@ void EndpointCore::DrainCommands() {
 
 zmq::socket_t* EndpointCore::DealerFor(const std::string& address, absl::Status* error) {
   auto it = dealers_.find(address);
-  if (it != dealers_.end()) return it->second.get();
-  auto dealer = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
-  ConfigureSocket(*dealer);
+  if (it != dealers_.end()) {
+    it->second.last_used = absl::Now();
+    return it->second.socket.get();
+  }
+  EvictIdleDealers();
+  std::unique_ptr<zmq::socket_t> dealer;
+  try {
+    dealer = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+    ConfigureSocket(*dealer);
+  } catch (const zmq::error_t& e) {  // out of file descriptors or sockets
+    *error = absl::ResourceExhaustedError(
+        absl::StrCat("cannot open a socket to '", address, "': ", e.what()));
+    return nullptr;
+  }
   try {
     dealer->connect(address);
   } catch (const zmq::error_t& e) {
@@ -228,7 +241,24 @@ zmq::socket_t* EndpointCore::DealerFor(const std::string& address, absl::Status*
         absl::StrCat("cannot connect to '", address, "': ", e.what()));
     return nullptr;
   }
-  return dealers_.emplace(address, std::move(dealer)).first->second.get();
+  Dealer& entry = dealers_[address];
+  entry.socket = std::move(dealer);
+  entry.last_used = absl::Now();
+  return entry.socket.get();
+}
+
+void EndpointCore::EvictIdleDealers() {
+  while (static_cast<int>(dealers_.size()) >= options_.max_connections) {
+    auto victim = dealers_.end();
+    for (auto it = dealers_.begin(); it != dealers_.end(); ++it) {
+      if (it->second.pending == 0 &&
+          (victim == dealers_.end() || it->second.last_used < victim->second.last_used)) {
+        victim = it;
+      }
+    }
+    if (victim == dealers_.end()) return;  // all busy: go over the cap for now
+    dealers_.erase(victim);
+  }
 }
 
 void EndpointCore::StartRequest(OutgoingRequest request) {
@@ -239,7 +269,8 @@ void EndpointCore::StartRequest(OutgoingRequest request) {
     return;
   }
   const uint64_t id = next_request_id_++;
-  pending_[id] = Pending{request.deadline, std::move(request.done)};
+  ++dealers_[request.address].pending;
+  pending_[id] = Pending{request.deadline, std::move(request.done), request.address};
   deadlines_.emplace(request.deadline, id);
   SendFrame(*dealer, nullptr, request.type, id, request.body);
 }
@@ -355,6 +386,8 @@ void EndpointCore::Complete(uint64_t request_id, absl::StatusOr<Message> outcome
   if (it == pending_.end()) return;  // late reply after the deadline
   Pending pending = std::move(it->second);
   pending_.erase(it);
+  auto dealer = dealers_.find(pending.address);
+  if (dealer != dealers_.end()) --dealer->second.pending;
   deadlines_.erase({pending.deadline, request_id});
   pending.done(std::move(outcome));
 }

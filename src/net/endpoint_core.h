@@ -62,6 +62,12 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
   struct Pending {
     absl::Time deadline;
     Endpoint::ReplyCallback done;
+    std::string address;  // whose dealer carries it
+  };
+  struct Dealer {
+    std::unique_ptr<zmq::socket_t> socket;
+    absl::Time last_used;
+    int pending = 0;  // requests waiting for a reply on it
   };
 
   void Run();
@@ -79,6 +85,8 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
   void FailAllPending(const absl::Status& status);
   void Complete(uint64_t request_id, absl::StatusOr<Message> outcome);
   zmq::socket_t* DealerFor(const std::string& address, absl::Status* error);
+  // Closes the least recently used idle dealer while over the connection cap.
+  void EvictIdleDealers();
   void ConfigureSocket(zmq::socket_t& socket);
 
   EndpointOptions options_;
@@ -104,7 +112,7 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
 
   // Owned by the I/O thread.
   std::unique_ptr<zmq::socket_t> router_;
-  std::map<std::string, std::unique_ptr<zmq::socket_t>> dealers_;
+  std::map<std::string, Dealer> dealers_;
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::set<std::pair<absl::Time, uint64_t>> deadlines_;
   absl::flat_hash_map<std::string, int> bad_frames_by_peer_;

@@ -63,6 +63,11 @@ struct HIVEMIND_EXPORT EndpointOptions {
   // body on both sides. Default: false.
   bool checksum_bodies = false;
 
+  // Outgoing connections kept open; beyond this the least recently used idle one is
+  // closed (a swarm peer meets many peers over time; each connection costs file
+  // descriptors). Default: 64.
+  int max_connections = 64;
+
   // Frames a connection may send that fail to parse before every further message
   // from it is ignored. Default: 1 (the first garbage frame bans the connection).
   int max_bad_frames = 1;
