@@ -163,6 +163,7 @@ Endpoint::Stats EndpointCore::stats() const {
   s.bytes_received = bytes_received_;
   s.bad_frames = bad_frames_;
   s.banned_connections = banned_connections_;
+  s.open_connections = open_connections_;
   return s;
 }
 
@@ -244,6 +245,7 @@ zmq::socket_t* EndpointCore::DealerFor(const std::string& address, absl::Status*
   Dealer& entry = dealers_[address];
   entry.socket = std::move(dealer);
   entry.last_used = absl::Now();
+  open_connections_ = dealers_.size();
   return entry.socket.get();
 }
 
@@ -258,6 +260,7 @@ void EndpointCore::EvictIdleDealers() {
     }
     if (victim == dealers_.end()) return;  // all busy: go over the cap for now
     dealers_.erase(victim);
+    open_connections_ = dealers_.size();
   }
 }
 

@@ -109,6 +109,7 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
   std::atomic<uint64_t> bytes_received_{0};
   std::atomic<uint64_t> bad_frames_{0};
   std::atomic<uint64_t> banned_connections_{0};
+  std::atomic<uint64_t> open_connections_{0};
 
   // Owned by the I/O thread.
   std::unique_ptr<zmq::socket_t> router_;

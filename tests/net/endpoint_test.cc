@@ -156,6 +156,25 @@ TEST(Endpoint, ClientModeListensNowhereButCanCall) {
   EXPECT_EQ(reply->body, "pong:c");
 }
 
+TEST(Endpoint, IdleConnectionsBeyondTheCapAreClosed) {
+  std::vector<std::unique_ptr<Endpoint>> servers;
+  for (int i = 0; i < 4; ++i) {
+    servers.push_back(MakeEndpoint());
+    ServePing(*servers.back());
+  }
+  EndpointOptions options;
+  options.max_connections = 2;
+  auto client = MakeEndpoint(options);
+  for (int pass = 0; pass < 2; ++pass) {  // the second pass reconnects evicted peers
+    for (auto& server : servers) {
+      auto reply = client->Call(server->address(), MessageType::kPing,
+                                MakeSharedBytes("x"), absl::Seconds(10));
+      ASSERT_TRUE(reply.ok()) << reply.status();
+      EXPECT_LE(client->stats().open_connections, 2u);
+    }
+  }
+}
+
 TEST(Endpoint, BadListenAddressIsAnError) {
   EndpointOptions options;
   options.listen_address = "nonsense://x";

@@ -149,6 +149,7 @@ class HIVEMIND_EXPORT Endpoint {
     uint64_t bytes_received = 0;
     uint64_t bad_frames = 0;  // frames that failed to parse
     uint64_t banned_connections = 0;
+    uint64_t open_connections = 0;  // outgoing, now
   };
   Stats stats() const;
 
