@@ -14,6 +14,13 @@ namespace {
 // The refusal of a peer that is not (yet) leading: ask it again later.
 constexpr char kNotLeading[] = "not leading a group";
 
+void Refuse(const Responder& responder, const std::string& reason) {
+  internal::JoinResponse no;
+  no.reason = reason;
+  responder.Reply(wire::MessageType::kJoinResponse,
+                  MakeSharedBytes(internal::EncodeJoinResponse(no)));
+}
+
 }  // namespace
 
 // The leader side, shared with the endpoint's kJoinRequest handler.
@@ -94,10 +101,7 @@ class Matchmaker::State {
       }
     }
     if (!refusal.empty()) {
-      internal::JoinResponse no;
-      no.reason = refusal;
-      responder.Reply(wire::MessageType::kJoinResponse,
-                      MakeSharedBytes(internal::EncodeJoinResponse(no)));
+      Refuse(responder, refusal);
       return;
     }
     pending_.emplace_back(request->joiner.member, std::move(responder));
@@ -282,11 +286,8 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   state_->WaitFull(self.deadline);
   auto joiners = state_->StopLeading();
   if (static_cast<int>(joiners.size()) + 1 < options.min_group_size) {
-    internal::JoinResponse no;
-    no.reason = "group too small at the leader's deadline";
     for (auto& [member, responder] : joiners) {
-      responder.Reply(wire::MessageType::kJoinResponse,
-                      MakeSharedBytes(internal::EncodeJoinResponse(no)));
+      Refuse(responder, "group too small at the leader's deadline");
     }
     return absl::DeadlineExceededError(absl::StrCat("found ", joiners.size() + 1,
                                                     " peers, fewer than min_group_size ",

@@ -26,10 +26,6 @@ struct Levels {
   static constexpr uint32_t kMask = (1u << kBits) - 1;
 };
 
-uint64_t NumBlocks(uint64_t count, uint32_t block_size) {
-  return (count + block_size - 1) / block_size;
-}
-
 template <int kBits>
 uint64_t CodeBytes(uint64_t count, uint32_t block_size) {
   constexpr int p = Levels<kBits>::kPerByte;

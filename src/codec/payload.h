@@ -17,6 +17,11 @@ inline constexpr uint8_t kPayloadFlagZstd = 0x01;
 inline constexpr uint32_t kMinBlockSize = 8;
 inline constexpr uint32_t kMaxBlockSize = 1u << 20;
 
+// Number of blocks of `block_size` elements (the last may be short) in `count`.
+inline uint64_t NumBlocks(uint64_t count, uint32_t block_size) {
+  return (count + block_size - 1) / block_size;
+}
+
 // Writes the header for `info` into out[0..kPayloadHeaderSize).
 void WritePayloadHeader(const PayloadInfo& info, char* out);
 

@@ -17,10 +17,6 @@ namespace hivemind {
 namespace internal {
 namespace {
 
-uint64_t NumBlocks(uint64_t count, uint32_t block_size) {
-  return (count + block_size - 1) / block_size;
-}
-
 uint64_t ScaledBodySize(uint64_t count, uint32_t block_size) {
   return 8 * NumBlocks(count, block_size) + 2 * count;
 }
