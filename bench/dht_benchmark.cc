@@ -10,15 +10,22 @@
 //
 // Joining: node 0 starts the DHT; with --join=bootstrap every other node joins
 // through node 0, with --join=random through a random earlier node (so node 0 is no
-// hub and killing it matters no more than killing any other node).
+// hub and killing it matters no more than killing any other node). Create returns
+// once one peer answered, and OpenDHT fills the routing table in the background over
+// the next seconds; --settle_s waits before the first store.
+// Records stored into a swarm only ~1 s old can land where later lookups do not look
+// (docs/benchmarks.md); --warmup_lookup has each new node look up one key first.
 //
 // A get succeeds when a record with the stored value (and the storing node as writer)
 // comes back; it is issued from a surviving node other than the writer, so that the
 // value cannot come from the writer's own storage. A Get that waits on dead
 // nodes returns at its timeout with what arrived: the report says how many returned
-// before the timeout. Latency is the time to the call's return. (The time at which
-// the value itself arrived is not visible through the Dht API: OpenDHT hands values
-// to the Get's own callback only, and Listen callbacks are not fed by get replies.)
+// at the timeout. Latency is the time to the call's return. The time at which the
+// value itself arrived is not visible through the Dht API (OpenDHT hands values to
+// the Get's own callback only, and Listen callbacks are not fed by get replies); a
+// run with a short --get_timeout_s shows which fraction arrived within it. A missed
+// record is asked for again from every survivor, to tell a lost or misplaced record
+// (few find it) from a failed lookup (most do).
 //
 // Operations of a phase run concurrently on --threads threads (the API is
 // thread-safe), so that gets that wait out their timeout do not serialize.
@@ -59,8 +66,9 @@ ABSL_FLAG(double, store_timeout_s, 10, "Timeout of each Store, seconds.");
 ABSL_FLAG(std::string, join, "random",
           "How nodes join: 'bootstrap' (all through node 0) or 'random' (each through "
           "a random earlier node).");
-ABSL_FLAG(double, settle_s, 1,
-          "Seconds to wait after the last node joined, before the first store.");
+ABSL_FLAG(double, settle_s, 5,
+          "Seconds to wait after the last node joined, before the first store (OpenDHT "
+          "fills routing tables in the background; see docs/benchmarks.md).");
 ABSL_FLAG(int, threads, 16, "Operations in flight at once in each phase.");
 ABSL_FLAG(int, value_size, 100, "Bytes per record value.");
 ABSL_FLAG(bool, warmup_lookup, false,
@@ -135,8 +143,9 @@ std::string RandomString(Rng& rng, int size) {
 // Runs fn(0..count-1) on up to `threads` threads.
 void RunParallel(int count, int threads, const std::function<void(int)>& fn) {
   std::atomic<int> next{0};
-  std::vector<std::thread> pool;
   const int n = std::max(1, std::min(threads, count));
+  std::vector<std::thread> pool;
+  pool.reserve(n);
   for (int t = 0; t < n; ++t) {
     pool.emplace_back([&] {
       for (int i = next++; i < count; i = next++) fn(i);
@@ -223,7 +232,7 @@ std::vector<Record> MakeRecords(Rng& rng, int count, int value_size, const char*
 
 class Bench {
  public:
-  explicit Bench(Config config) : c_(std::move(config)), rng_(c_.seed) {}
+  explicit Bench(const Config& config) : c_(config), rng_(c_.seed) {}
 
   int Run() {
     if (!StartSwarm()) return 1;
