@@ -122,35 +122,25 @@ configure_main() {
     -DHIVEMIND_SANITIZE=
 }
 
-configure_asan() {
-  reset_if_mismatch build-asan Ninja clang++
-  CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja \
+# configure_clang DIR SANITIZERS FUZZERS: a clang build with sanitizers, tests only
+# (plus the fuzz targets when FUZZERS is ON).
+configure_clang() {
+  local dir="$1" sanitize="$2" fuzzers="$3"
+  reset_if_mismatch "$dir" Ninja clang++
+  CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja \
     -DCMAKE_C_COMPILER=clang \
     -DCMAKE_CXX_COMPILER=clang++ \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
-    -DHIVEMIND_SANITIZE=address,undefined \
+    -DHIVEMIND_SANITIZE="$sanitize" \
     -DHIVEMIND_BUILD_TESTS=ON \
-    -DHIVEMIND_BUILD_FUZZERS=ON \
+    -DHIVEMIND_BUILD_FUZZERS="$fuzzers" \
     -DHIVEMIND_BUILD_BENCHMARKS=OFF \
     -DHIVEMIND_BUILD_EXAMPLES=OFF
 }
 
 # The multi-threaded layers under ThreadSanitizer: tests only (no fuzzers), and the
 # single-threaded codec and wire tests are left to the other two builds.
-configure_tsan() {
-  reset_if_mismatch build-tsan Ninja clang++
-  CC=clang CXX=clang++ cmake -S . -B build-tsan -G Ninja \
-    -DCMAKE_C_COMPILER=clang \
-    -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DHIVEMIND_SANITIZE=thread \
-    -DHIVEMIND_BUILD_TESTS=ON \
-    -DHIVEMIND_BUILD_FUZZERS=OFF \
-    -DHIVEMIND_BUILD_BENCHMARKS=OFF \
-    -DHIVEMIND_BUILD_EXAMPLES=OFF
-}
-
 build_tsan() {
   cmake --build build-tsan -j"$jobs" --target net_test averaging_test \
     allreduce_process_test allreduce_peer
@@ -227,10 +217,10 @@ stage configure   fatal configure_main
 stage build       fatal cmake --build build -j"$jobs"
 stage tidy        check ./scripts/check_tidy.sh build
 stage test        check run_ctest build
-stage asan-config fatal configure_asan
+stage asan-config fatal configure_clang build-asan address,undefined ON
 stage asan-build  fatal cmake --build build-asan -j"$jobs"
 stage asan-test   check run_ctest build-asan
-stage tsan-config fatal configure_tsan
+stage tsan-config fatal configure_clang build-tsan thread OFF
 stage tsan-build  fatal build_tsan
 stage tsan-test   check run_ctest build-tsan -R "^(Endpoint|Identity|AllReduce|SplitIntoSpans|Peers|Codecs/CodecAllReduce)"
 finish

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "averaging/messages.h"
 #include "util/status_macros.h"
 
 namespace hivemind {
@@ -11,7 +12,6 @@ namespace {
 constexpr uint32_t kMaxIdSize = 64;
 constexpr uint32_t kMaxAddressSize = 256;
 constexpr uint32_t kMaxKeySize = 256;
-constexpr uint32_t kMaxGroupIdSize = 64;
 constexpr uint32_t kMaxMembers = 1024;
 constexpr uint32_t kMaxReasonSize = 1024;
 

@@ -175,15 +175,6 @@ void Round::SendPart(int reducer, uint32_t part) {
   const absl::Time t0 = absl::Now();
   const uint64_t begin = PartBegin(reducer, part), end = PartEnd(reducer, part);
   const bool delta = out_[reducer].delta;
-  absl::Span<const float> input = values_.subspan(begin, end - begin);
-  if (options_.residual != nullptr || delta) {
-    scratch_.assign(input.begin(), input.end());
-    for (uint64_t i = begin; i < end; ++i) {
-      if (delta) scratch_[i - begin] -= (*reference_)[i];
-      if (options_.residual) scratch_[i - begin] += (*options_.residual)[i];
-    }
-    input = scratch_;
-  }
   std::string header;
   WritePartHeader(
       {group_.group_id, static_cast<uint32_t>(me_), static_cast<uint32_t>(reducer), part,
@@ -194,7 +185,7 @@ void Round::SendPart(int reducer, uint32_t part) {
   // reference could make them non-finite, and then the part goes out empty and the
   // reducer rejects it.
   absl::StatusOr<SharedBytes> body =
-      EncodeBody(header, input, part,
+      EncodeBody(header, values_.subspan(begin, end - begin), begin, delta, part,
                  options_.residual ? options_.residual->data() + begin : nullptr);
   SharedBytes bytes = body.ok() ? *body : MakeSharedBytes(header);
   report_.encode_time += absl::Now() - t0;
@@ -408,26 +399,28 @@ absl::StatusOr<SharedBytes> Round::EncodeResult(uint32_t part, PayloadKind kind,
                                                 absl::Span<const float> averaged,
                                                 float* residual) {
   const absl::Time t0 = absl::Now();
-  absl::Span<const float> input = averaged;
-  if (kind == PayloadKind::kDelta || residual != nullptr) {
-    scratch_.assign(averaged.begin(), averaged.end());
-    const uint64_t begin = PartBegin(me_, part);
-    for (size_t i = 0; i < scratch_.size(); ++i) {
-      if (kind == PayloadKind::kDelta) scratch_[i] -= (*reference_)[begin + i];
-      if (residual != nullptr) scratch_[i] += residual[i];
-    }
-    input = scratch_;
-  }
   std::string header;
   WriteResultHeader({group_.group_id, static_cast<uint32_t>(me_), part, kind}, &header);
-  absl::StatusOr<SharedBytes> body = EncodeBody(header, input, part, residual);
+  absl::StatusOr<SharedBytes> body =
+      EncodeBody(header, averaged, PartBegin(me_, part), kind == PayloadKind::kDelta,
+                 part, residual);
   report_.encode_time += absl::Now() - t0;
   return body;
 }
 
 absl::StatusOr<SharedBytes> Round::EncodeBody(absl::string_view header,
-                                              absl::Span<const float> input,
-                                              uint32_t part, float* residual) {
+                                              absl::Span<const float> values,
+                                              uint64_t begin, bool delta, uint32_t part,
+                                              float* residual) {
+  absl::Span<const float> input = values;
+  if (delta || residual != nullptr) {
+    scratch_.assign(values.begin(), values.end());
+    for (size_t i = 0; i < scratch_.size(); ++i) {
+      if (delta) scratch_[i] -= (*reference_)[begin + i];
+      if (residual != nullptr) scratch_[i] += residual[i];
+    }
+    input = scratch_;
+  }
   std::unique_ptr<std::string> body =
       pool_->Take(header.size() + codec_->MaxEncodedSize(input.size()));
   std::copy(header.begin(), header.end(), body->begin());
@@ -436,7 +429,7 @@ absl::StatusOr<SharedBytes> Round::EncodeBody(absl::string_view header,
   if (!n.ok()) return n.status();
   body->resize(header.size() + *n);
   if (residual != nullptr) {
-    // residual = input - decoded; `input` is scratch_ whenever a residual is kept.
+    // residual = input - decoded, in place on the scratch copy.
     (void)DecodeAdd(absl::string_view(*body).substr(header.size()), -1.0f,
                     absl::MakeSpan(scratch_));
     std::copy(scratch_.begin(), scratch_.end(), residual);

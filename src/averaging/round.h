@@ -107,11 +107,12 @@ class Round {
   absl::StatusOr<SharedBytes> EncodeResult(uint32_t part, PayloadKind kind,
                                            absl::Span<const float> averaged,
                                            float* residual);
-  // `header` then the codec payload of `input`, in a pooled buffer. With
-  // `residual`, `input` must be scratch_; what the encoding lost goes to residual.
+  // `header` then the codec payload of values (minus the reference at global index
+  // `begin` when `delta`, plus `residual` when set), in a pooled buffer; what the
+  // encoding lost goes to `residual`.
   absl::StatusOr<SharedBytes> EncodeBody(absl::string_view header,
-                                         absl::Span<const float> input, uint32_t part,
-                                         float* residual);
+                                         absl::Span<const float> values, uint64_t begin,
+                                         bool delta, uint32_t part, float* residual);
   // Writes the values a result payload stands for into values_[begin, end).
   absl::Status ApplyResult(absl::string_view payload, PayloadKind kind, uint64_t begin,
                            uint64_t end);
