@@ -123,8 +123,12 @@ int main(int argc, char** argv) {
         group->group_id =
             "round" + std::to_string(round) + "/" + bits + "/" + std::to_string(first);
         for (int i : members) {
-          group->members.push_back({peers[i].endpoint->id(), peers[i].endpoint->address(),
-                                    0, hivemind::MemberMode::kNode, 0});
+          group->members.push_back({peers[i].endpoint->id(),
+                                    peers[i].endpoint->address(),
+                                    0,
+                                    hivemind::MemberMode::kNode,
+                                    0,
+                                    {}});
         }
         for (size_t index = 0; index < members.size(); ++index) {
           const int i = members[index];

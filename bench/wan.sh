@@ -11,6 +11,8 @@
 #   wan.sh addr I [PREFIX]     print host I's address
 #   wan.sh exec I CMD... [--]  run CMD inside host I (env PREFIX selects the set)
 #   wan.sh cut I | heal I      take host I's link down / up (partition tests)
+#   wan.sh rate I RATE         set host I's caps (both ways) to RATE, replacing the
+#                              ones `up` gave it (env PREFIX selects the set)
 #   wan.sh down [PREFIX]       remove every host of the set
 #
 # Addresses are 10.213.X.(I+1)/16 where X is 0 for prefix hm, so all traffic stays on
@@ -55,5 +57,10 @@ case "$cmd" in
       ip netns del "$ns"
     done
     ;;
-  *) sed -n '2,19p' "$0"; exit 2 ;;
+  rate)
+    i=$1; rate=$2; p=$prefix_default
+    ip netns exec "${p}${i}" tc qdisc replace dev eth0 root tbf rate "$rate" burst 256kb latency 100ms
+    ip netns exec "${p}sw" tc qdisc replace dev "${p}s${i}" root tbf rate "$rate" burst 256kb latency 100ms
+    ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

@@ -9,6 +9,12 @@ pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET cppzmq)
 # OpenDHT through pkg-config: its CMake config in Debian is broken.
 pkg_check_modules(OPENDHT REQUIRED IMPORTED_TARGET opendht)
 
+if(HIVEMIND_WITH_TORCH)
+  # Debian's libtorch-dev (CPU). Its imported targets carry the include directories
+  # (as system headers) and the C++ ABI definition.
+  find_package(Torch REQUIRED)
+endif()
+
 if(HIVEMIND_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -2,7 +2,11 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS hivemind EXPORT hivemindTargets
+set(hivemind_installed_targets hivemind)
+if(HIVEMIND_WITH_TORCH)
+  list(APPEND hivemind_installed_targets hivemind_torch)
+endif()
+install(TARGETS ${hivemind_installed_targets} EXPORT hivemindTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}

@@ -14,8 +14,8 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev python3-pytest
   python3-numpy python3-matplotlib
-  # data and network emulation
-  dataset-fashion-mnist iproute2
+  # data (zlib reads its gzip files) and network emulation
+  dataset-fashion-mnist zlib1g-dev iproute2
 )
 
 missing=()

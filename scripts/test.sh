@@ -12,7 +12,8 @@
 #   tidy         scripts/check_tidy.sh build (src/ only)
 #   test         ctest in build/
 #   asan-config  build-asan/: clang, HIVEMIND_SANITIZE=address,undefined, tests +
-#                fuzzers (benchmarks and examples off)
+#                fuzzers (benchmarks, examples and the libtorch layer off: libtorch
+#                is not instrumented)
 #   asan-build   cmake --build build-asan
 #   asan-test    ctest in build-asan/
 #   tsan-config  build-tsan/: clang, HIVEMIND_SANITIZE=thread, tests only
@@ -136,7 +137,8 @@ configure_clang() {
     -DHIVEMIND_BUILD_TESTS=ON \
     -DHIVEMIND_BUILD_FUZZERS="$fuzzers" \
     -DHIVEMIND_BUILD_BENCHMARKS=OFF \
-    -DHIVEMIND_BUILD_EXAMPLES=OFF
+    -DHIVEMIND_BUILD_EXAMPLES=OFF \
+    -DHIVEMIND_WITH_TORCH=OFF
 }
 
 # The multi-threaded layers under ThreadSanitizer: tests only (no fuzzers), and the

@@ -265,21 +265,26 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   // may still be trying its own candidates: ask again shortly. Dead, full or
   // incompatible candidates are skipped for good. The last third of the time is kept
   // for leading.
+  // A client never leads, so it may ask every declared peer, until its deadline.
+  if (options.self.mode == MemberMode::kClient) {
+    auto followed = Follow(key, self, options, self.deadline, /*any_order=*/true);
+    if (followed.ok()) return followed;
+    return absl::DeadlineExceededError("no leader accepted this client-mode peer");
+  }
   auto followed =
       Follow(key, self, options, self.deadline - options.matchmaking_time / 3, false);
   if (followed.ok()) return followed;
 
-  if (options.self.mode == MemberMode::kClient) {
-    return absl::DeadlineExceededError("no leader accepted this client-mode peer");
-  }
   // Lead: gather joiners until full or the deadline. A leader still alone near the
-  // end gives up leading and joins any leader with room (leaders never follow, so
-  // no two peers can wait on each other).
+  // end asks the leaders before it in (deadline, id) order to take it; the first of
+  // several lone leaders has none and keeps leading, so the others end up with it.
+  // (Following only peers before oneself keeps the waits acyclic: no two peers ever
+  // wait on each other.)
   state_->StartLeading();
   state_->WaitFull(self.deadline - options.matchmaking_time / 3);
   if (state_->Joiners() == 0) {
     state_->StopLeading();
-    auto late = Follow(key, self, options, self.deadline, true);
+    auto late = Follow(key, self, options, self.deadline, /*any_order=*/false);
     if (late.ok()) return late;
     state_->StartLeading();
   }

@@ -23,10 +23,11 @@ void PutMember(wire::Writer& w, const GroupMember& m) {
   w.PutU64(bits);
   w.PutU8(static_cast<uint8_t>(m.mode));
   w.PutU64(m.reference_hash);
+  w.PutBytes(m.user_data);
 }
 
 absl::Status ReadMember(wire::Reader& r, GroupMember* m) {
-  absl::string_view id, address;
+  absl::string_view id, address, user_data;
   uint64_t bits = 0;
   uint8_t mode = 0;
   HIVEMIND_RETURN_IF_ERROR(r.ReadBytes(&id, kMaxIdSize));
@@ -34,6 +35,7 @@ absl::Status ReadMember(wire::Reader& r, GroupMember* m) {
   HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&bits));
   HIVEMIND_RETURN_IF_ERROR(r.ReadU8(&mode));
   HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&m->reference_hash));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadBytes(&user_data, kMaxUserDataSize));
   if (mode > static_cast<uint8_t>(MemberMode::kAuxiliary)) {
     return absl::DataLossError("unknown member mode");
   }
@@ -44,6 +46,7 @@ absl::Status ReadMember(wire::Reader& r, GroupMember* m) {
   }
   m->peer_id = std::string(id);
   m->address = std::string(address);
+  m->user_data = std::string(user_data);
   m->bandwidth = bandwidth;
   m->mode = static_cast<MemberMode>(mode);
   return absl::OkStatus();

@@ -7,6 +7,7 @@
 #ifndef HIVEMIND_UTIL_MUTEX_H_
 #define HIVEMIND_UTIL_MUTEX_H_
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -48,8 +49,9 @@ class CondVar {
   bool WaitUntil(Mutex* mu, absl::Time deadline, Predicate ready)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
-    const auto until = std::chrono::system_clock::now() +
-                       absl::ToChronoNanoseconds(deadline - absl::Now());
+    // Clamped: an infinite deadline would overflow the time point into the past.
+    const absl::Duration wait = std::min(deadline - absl::Now(), absl::Hours(24 * 365));
+    const auto until = std::chrono::system_clock::now() + absl::ToChronoNanoseconds(wait);
     const bool result = cv_.wait_until(lock, until, ready);
     lock.release();  // still held: the caller's MutexLock unlocks it
     return result;

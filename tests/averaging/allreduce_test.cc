@@ -35,7 +35,8 @@ class Swarm {
       Peer peer;
       peer.endpoint = std::move(endpoint).value();
       peer.reducer = std::make_unique<AllReducer>(peer.endpoint.get());
-      group_.members.push_back({peer.endpoint->id(), peer.endpoint->address(), 0, mode});
+      group_.members.push_back(
+          {peer.endpoint->id(), peer.endpoint->address(), 0, mode, 0, {}});
       peers_.push_back(std::move(peer));
     }
   }

@@ -14,14 +14,16 @@ namespace hivemind {
 namespace {
 
 TEST(MatchmakingMessages, RoundTripAndRejectGarbage) {
-  internal::Declaration d{{"peer-a", "tcp://127.0.0.1:1", 12.5, MemberMode::kNode, 9},
-                          77,
-                          absl::FromUnixSeconds(1700000000)};
+  internal::Declaration d{
+      {"peer-a", "tcp://127.0.0.1:1", 12.5, MemberMode::kNode, 9, "payload"},
+      77,
+      absl::FromUnixSeconds(1700000000)};
   auto parsed = internal::ParseDeclaration(internal::EncodeDeclaration(d));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->member.peer_id, "peer-a");
   EXPECT_EQ(parsed->member.bandwidth, 12.5);
   EXPECT_EQ(parsed->member.reference_hash, 9u);
+  EXPECT_EQ(parsed->member.user_data, "payload");
   EXPECT_EQ(parsed->schema_hash, 77u);
   EXPECT_EQ(parsed->deadline, d.deadline);
 

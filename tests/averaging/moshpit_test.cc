@@ -107,7 +107,8 @@ TEST(Moshpit, SixteenPeersReachTheGlobalMeanInTwoRounds) {
         options.target_group_size = 4;
         options.min_group_size = 2;
         options.matchmaking_time = absl::Seconds(4);
-        options.self = {p.endpoint->id(), p.endpoint->address(), 0, MemberMode::kNode, 0};
+        options.self = {
+            p.endpoint->id(), p.endpoint->address(), 0, MemberMode::kNode, 0, {}};
         auto matched = p.matchmaker->FindGroup(options);
         if (!matched.ok()) {
           outcome[i] = matched.status();

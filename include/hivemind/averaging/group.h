@@ -3,6 +3,7 @@
 #ifndef HIVEMIND_AVERAGING_GROUP_H_
 #define HIVEMIND_AVERAGING_GROUP_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,7 +29,14 @@ struct HIVEMIND_EXPORT GroupMember {
   // round's result), or 0 for none. Members with equal nonzero hashes exchange
   // changes against the reference instead of full values.
   uint64_t reference_hash = 0;
+  // A small payload the member shares with its group (DecentralizedAverager's
+  // StepOptions::gather): every member receives every other member's, at most
+  // kMaxUserDataSize bytes.
+  std::string user_data;
 };
+
+// Largest GroupMember::user_data.
+inline constexpr size_t kMaxUserDataSize = 4096;
 
 struct HIVEMIND_EXPORT GroupInfo {
   std::string group_id;              // random bytes, unique per round

@@ -11,8 +11,9 @@
 //     `target_group_size` members, or until its deadline with at least
 //     `min_group_size`; then it shuffles the members, draws a random group id and
 //     answers every pending join with the group (kJoinResponse).
-//  4. A leader still alone near its deadline stops leading and asks any leader with
-//     room to take it.
+//  4. A leader still alone near its deadline stops leading and asks the leaders
+//     before it to take it (the first of several lone leaders keeps leading, so
+//     the others gather with it).
 //  A leader refuses a joiner with a different group key or schema hash, or when full;
 //  a peer that is not leading refuses, saying whether it is still searching (ask
 //  again) or following (look elsewhere). Leaders never follow, so no two peers wait

@@ -32,7 +32,7 @@ struct HIVEMIND_EXPORT DhtRecord {
 };
 
 // Largest value a record may hold.
-inline constexpr size_t kMaxDhtValueSize = 32 * 1024;
+inline constexpr size_t kMaxDhtValueSize = size_t{32} * 1024;
 
 // Thread safety: implementations are thread-safe. Listen callbacks run on the
 // implementation's thread and must not block.

@@ -1,0 +1,168 @@
+#include "averaging/state_messages.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "hivemind/averaging/state_sharing.h"
+#include "hivemind/wire/buffer.h"
+#include "util/status_macros.h"
+
+namespace hivemind {
+namespace {
+
+// First byte of a state blob.
+constexpr uint8_t kStateBlobVersion = 1;
+
+// Both times and sizes on the wire stay below 2^62, so sums never overflow.
+constexpr uint64_t kMaxStateBytes = uint64_t{1} << 62;
+
+}  // namespace
+
+std::string SerializePeerState(const PeerState& state) {
+  if (state.metadata.size() > kMaxStateMetadataSize) std::abort();
+  const size_t value_bytes = state.values.size() * sizeof(float);
+  std::string blob;
+  blob.reserve(1 + 8 + 4 + state.metadata.size() + 8 + value_bytes + 8 +
+               state.extra.size());
+  wire::Writer w(&blob);
+  w.PutU8(kStateBlobVersion);
+  w.PutU64(static_cast<uint64_t>(state.epoch));
+  w.PutBytes(state.metadata);
+  w.PutU64(state.values.size());
+  w.PutRaw(
+      absl::string_view(reinterpret_cast<const char*>(state.values.data()), value_bytes));
+  w.PutU64(state.extra.size());
+  w.PutRaw(state.extra);
+  return blob;
+}
+
+absl::StatusOr<PeerState> ParsePeerState(absl::string_view blob) {
+  wire::Reader r(blob);
+  uint8_t version = 0;
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU8(&version));
+  if (version != kStateBlobVersion) {
+    return absl::DataLossError(absl::StrCat(
+        "state blob version ", version, " (this build reads ", kStateBlobVersion, ")"));
+  }
+  PeerState state;
+  uint64_t epoch = 0, count = 0, extra_size = 0;
+  absl::string_view metadata, values, extra;
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&epoch));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadBytes(&metadata, kMaxStateMetadataSize));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&count));
+  if (count > r.remaining() / sizeof(float)) {
+    return absl::DataLossError(absl::StrCat("state blob: ", count, " values but ",
+                                            r.remaining(), " bytes left"));
+  }
+  HIVEMIND_RETURN_IF_ERROR(r.ReadRaw(count * sizeof(float), &values));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&extra_size));
+  if (extra_size > r.remaining()) {
+    return absl::DataLossError(absl::StrCat("state blob: ", extra_size,
+                                            " bytes of extra state but ", r.remaining(),
+                                            " left"));
+  }
+  HIVEMIND_RETURN_IF_ERROR(r.ReadRaw(extra_size, &extra));
+  HIVEMIND_RETURN_IF_ERROR(r.ExpectEnd());
+  state.epoch = static_cast<int64_t>(epoch);
+  state.metadata = std::string(metadata);
+  state.values.resize(count);
+  if (count > 0) std::memcpy(state.values.data(), values.data(), values.size());
+  state.extra = std::string(extra);
+  return state;
+}
+
+namespace internal {
+
+std::string EncodeStateAdvert(const StateAdvert& a) {
+  wire::Writer w;
+  w.PutU8(kStateAdvertVersion);
+  w.PutBytes(a.address);
+  w.PutU64(static_cast<uint64_t>(a.epoch));
+  w.PutU64(a.state_bytes);
+  w.PutU32(a.stripe_bytes);
+  w.PutU64(a.state_hash);
+  w.PutU32(static_cast<uint32_t>(a.stripe_hashes.size()));
+  for (uint64_t h : a.stripe_hashes) w.PutU64(h);
+  return w.Release();
+}
+
+namespace {
+
+absl::Status CheckLayout(const StateAdvert& a, uint32_t count) {
+  if (a.state_bytes == 0 || a.state_bytes >= kMaxStateBytes) {
+    return absl::DataLossError(absl::StrCat("advert: state size ", a.state_bytes));
+  }
+  if (a.stripe_bytes < kMinStripeBytes || a.stripe_bytes > kMaxStripeBytes) {
+    return absl::DataLossError(absl::StrCat("advert: stripe size ", a.stripe_bytes));
+  }
+  if (count > kMaxStripes || count != StripeCount(a.state_bytes, a.stripe_bytes)) {
+    return absl::DataLossError(absl::StrCat("advert: ", count, " stripes for ",
+                                            a.state_bytes, " bytes in stripes of ",
+                                            a.stripe_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<StateAdvert> ParseStateAdvert(absl::string_view value) {
+  wire::Reader r(value);
+  uint8_t version = 0;
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU8(&version));
+  if (version != kStateAdvertVersion) {
+    return absl::DataLossError(absl::StrCat("advert version ", version));
+  }
+  StateAdvert a;
+  absl::string_view address;
+  uint64_t epoch = 0;
+  uint32_t count = 0;
+  HIVEMIND_RETURN_IF_ERROR(r.ReadBytes(&address, kMaxStateAddressSize));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&epoch));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&a.state_bytes));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU32(&a.stripe_bytes));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&a.state_hash));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU32(&count));
+  HIVEMIND_RETURN_IF_ERROR(CheckLayout(a, count));
+  if (r.remaining() != uint64_t{count} * 8) {
+    return absl::DataLossError(absl::StrCat("advert: ", count, " stripe hashes need ",
+                                            count * 8, " bytes, ", r.remaining(),
+                                            " left"));
+  }
+  a.stripe_hashes.resize(count);
+  for (uint64_t& h : a.stripe_hashes) HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&h));
+  a.address = std::string(address);
+  a.epoch = static_cast<int64_t>(epoch);
+  return a;
+}
+
+std::string EncodeStateRequest(const StateRequest& request) {
+  wire::Writer w;
+  w.PutU64(request.state_hash);
+  w.PutU32(request.stripe);
+  return w.Release();
+}
+
+absl::StatusOr<StateRequest> ParseStateRequest(absl::string_view body) {
+  wire::Reader r(body);
+  StateRequest request;
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&request.state_hash));
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU32(&request.stripe));
+  HIVEMIND_RETURN_IF_ERROR(r.ExpectEnd());
+  return request;
+}
+
+uint64_t StateHash(absl::string_view bytes) {
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+uint64_t ChooseStripeBytes(uint64_t state_bytes, uint32_t requested) {
+  const uint64_t least = (state_bytes + kMaxStripes - 1) / kMaxStripes;
+  if (least <= requested) return requested;
+  // Round up to whole 4 KiB pages.
+  return (least + kMinStripeBytes - 1) / kMinStripeBytes * kMinStripeBytes;
+}
+
+}  // namespace internal
+}  // namespace hivemind

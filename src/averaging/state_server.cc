@@ -1,0 +1,319 @@
+// StateServer: snapshots, the kStateRequest handler and the advert refresh thread.
+#include <algorithm>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "averaging/state_messages.h"
+#include "hivemind/averaging/state_sharing.h"
+#include "util/mutex.h"
+
+namespace hivemind {
+namespace internal {
+namespace {
+
+// One published state, immutable once built: replies in flight share its stripes.
+struct Snapshot {
+  StateAdvert advert;
+  std::vector<SharedBytes> stripes;
+  std::string advert_value;  // EncodeStateAdvert(advert)
+};
+
+absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const PeerState& state,
+                                                              const std::string& address,
+                                                              uint32_t stripe_bytes) {
+  if (state.metadata.size() > kMaxStateMetadataSize) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "state metadata of ", state.metadata.size(), " bytes is over the limit"));
+  }
+  const std::string blob = SerializePeerState(state);
+  const uint64_t size = ChooseStripeBytes(blob.size(), stripe_bytes);
+  if (size > kMaxStripeBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a state of ", blob.size(), " bytes is too large to advertise"));
+  }
+  auto snapshot = std::make_shared<Snapshot>();
+  StateAdvert& a = snapshot->advert;
+  a.address = address;
+  a.epoch = state.epoch;
+  a.state_bytes = blob.size();
+  a.stripe_bytes = static_cast<uint32_t>(size);
+  a.state_hash = StateHash(blob);
+  const uint64_t count = StripeCount(blob.size(), a.stripe_bytes);
+  for (uint32_t i = 0; i < count; ++i) {
+    SharedBytes stripe = MakeSharedBytes(blob.substr(
+        StripeBegin(i, a.stripe_bytes), StripeSize(blob.size(), a.stripe_bytes, i)));
+    a.stripe_hashes.push_back(StateHash(*stripe));
+    snapshot->stripes.push_back(std::move(stripe));
+  }
+  snapshot->advert_value = EncodeStateAdvert(a);
+  return std::shared_ptr<const Snapshot>(std::move(snapshot));
+}
+
+}  // namespace
+
+// Shared between the server, its thread and the endpoint's handler (through a
+// weak_ptr, so a request racing with destruction finds nothing).
+class StateServerCore {
+ public:
+  StateServerCore(Dht* dht, PeerId peer_id, StateServerOptions options)
+      : dht_(dht),
+        options_(std::move(options)),
+        key_(options_.prefix + ".state"),
+        peer_id_(std::move(peer_id)) {}
+
+  // Builds and installs a snapshot, then stores its advert. Publishes one at a time,
+  // so the DHT never ends up advertising an older snapshot than the one served.
+  absl::Status Publish(const PeerState& state, const std::string& address) {
+    MutexLock publishing(&publish_mu_);
+    auto snapshot = BuildSnapshot(state, address, options_.stripe_bytes);
+    if (!snapshot.ok()) return snapshot.status();
+    std::string advert;
+    {
+      MutexLock lock(&mu_);
+      if (stopped_) return absl::CancelledError("state server shut down");
+      snapshot_ = *std::move(snapshot);
+      advert = snapshot_->advert_value;
+      next_refresh_ = absl::Now() + options_.refresh_period;
+      Kick();
+    }
+    return StoreAdvert(advert);
+  }
+
+  absl::Status StoreAdvert(const std::string& value) {
+    absl::Status status = dht_->Store(
+        key_, peer_id_, value, absl::Now() + options_.advert_ttl, options_.dht_timeout);
+    if (!status.ok()) {
+      MutexLock lock(&mu_);
+      ++stats_.advert_failures;
+    }
+    return status;
+  }
+
+  void OnRequest(const Message& message, Responder responder) {
+    auto request = ParseStateRequest(message.body);
+    if (!request.ok()) {
+      Refuse(responder, request.status());
+      return;
+    }
+    std::shared_ptr<const Snapshot> snapshot;
+    bool stopped = false;
+    {
+      MutexLock lock(&mu_);
+      snapshot = snapshot_;
+      stopped = stopped_;
+    }
+    if (stopped) {
+      Refuse(responder, absl::UnavailableError("state server shut down"));
+      return;
+    }
+    if (snapshot == nullptr || snapshot->advert.state_hash != request->state_hash) {
+      Refuse(responder,
+             absl::FailedPreconditionError(snapshot == nullptr ? "no state published"
+                                                               : "state changed"));
+      return;
+    }
+    if (request->stripe >= snapshot->stripes.size()) {
+      Refuse(responder,
+             absl::InvalidArgumentError(absl::StrCat("stripe ", request->stripe, " of ",
+                                                     snapshot->stripes.size())));
+      return;
+    }
+    SharedBytes stripe = snapshot->stripes[request->stripe];
+    if (options_.serve_interval > absl::ZeroDuration()) {
+      Defer(std::move(responder), std::move(stripe));
+      return;
+    }
+    Count();
+    responder.Reply(wire::MessageType::kStateChunk, std::move(stripe));
+  }
+
+  // The background thread: paced replies and advert refreshes until Stop.
+  void Loop() {
+    while (true) {
+      std::vector<std::pair<Responder, SharedBytes>> due;
+      bool refresh = false;
+      if (!NextWork(&due, &refresh)) return;
+      for (auto& [responder, stripe] : due) {
+        responder.Reply(wire::MessageType::kStateChunk, std::move(stripe));
+      }
+      if (refresh) Refresh();
+    }
+  }
+
+  // Stops the thread; pending paced replies get kUnavailable.
+  void Stop() {
+    std::deque<Deferred> pending;
+    {
+      MutexLock lock(&mu_);
+      stopped_ = true;
+      pending.swap(deferred_);
+      Kick();
+    }
+    for (Deferred& d : pending) {
+      d.responder.ReplyError(absl::UnavailableError("state server shut down"));
+    }
+  }
+
+  StateServer::Stats stats() {
+    MutexLock lock(&mu_);
+    StateServer::Stats s = stats_;
+    if (snapshot_ != nullptr) {
+      s.epoch = snapshot_->advert.epoch;
+      s.state_hash = snapshot_->advert.state_hash;
+      s.state_bytes = snapshot_->advert.state_bytes;
+      s.stripe_bytes = snapshot_->advert.stripe_bytes;
+      s.stripes = static_cast<uint32_t>(snapshot_->stripes.size());
+    }
+    return s;
+  }
+
+ private:
+  struct Deferred {
+    absl::Time due;
+    Responder responder;
+    SharedBytes stripe;
+  };
+
+  void Refuse(const Responder& responder, const absl::Status& status) {
+    {
+      MutexLock lock(&mu_);
+      ++stats_.requests_refused;
+    }
+    responder.ReplyError(status);
+  }
+
+  // Wakes the thread to look at its work again.
+  void Kick() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    kicked_ = true;
+    cv_.SignalAll();
+  }
+
+  void Count() {
+    MutexLock lock(&mu_);
+    ++stats_.stripes_served;
+  }
+
+  // Queues a reply at the pace of serve_interval (the test seam).
+  void Defer(Responder responder, SharedBytes stripe) {
+    MutexLock lock(&mu_);
+    if (stopped_) {
+      responder.ReplyError(absl::UnavailableError("state server shut down"));
+      return;
+    }
+    const absl::Time due = std::max(absl::Now(), next_paced_);
+    next_paced_ = due + options_.serve_interval;
+    deferred_.push_back({due, std::move(responder), std::move(stripe)});
+    Kick();
+  }
+
+  // Stores the current advert again. Under publish_mu_, so that it cannot land after
+  // (and override) the advert of a newer Publish.
+  void Refresh() {
+    MutexLock publishing(&publish_mu_);
+    std::string advert;
+    {
+      MutexLock lock(&mu_);
+      if (stopped_ || snapshot_ == nullptr) return;
+      advert = snapshot_->advert_value;
+    }
+    StoreAdvert(advert).IgnoreError();
+  }
+
+  // Waits for due replies or a due refresh; false once stopped.
+  bool NextWork(std::vector<std::pair<Responder, SharedBytes>>* due, bool* refresh) {
+    MutexLock lock(&mu_);
+    while (!stopped_) {
+      const absl::Time now = absl::Now();
+      while (!deferred_.empty() && deferred_.front().due <= now) {
+        due->emplace_back(std::move(deferred_.front().responder),
+                          std::move(deferred_.front().stripe));
+        deferred_.pop_front();
+        ++stats_.stripes_served;
+      }
+      if (snapshot_ != nullptr && next_refresh_ <= now) {
+        *refresh = true;
+        next_refresh_ = now + options_.refresh_period;
+      }
+      if (!due->empty() || *refresh) return true;
+      absl::Time wake = now + absl::Hours(1);
+      if (snapshot_ != nullptr) wake = std::min(wake, next_refresh_);
+      if (!deferred_.empty()) wake = std::min(wake, deferred_.front().due);
+      kicked_ = false;
+      cv_.WaitUntil(&mu_, wake,
+                    [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return kicked_; });
+    }
+    return false;
+  }
+
+  Dht* const dht_;
+  const StateServerOptions options_;
+  const std::string key_;
+  const PeerId peer_id_;  // the endpoint's: the advert's subkey
+  Mutex publish_mu_;      // held through a whole Publish
+  Mutex mu_;
+  CondVar cv_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  bool kicked_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::Time next_paced_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  std::deque<Deferred> deferred_ ABSL_GUARDED_BY(mu_);
+  StateServer::Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<StateServer>> StateServer::Create(
+    Endpoint* endpoint, Dht* dht, StateServerOptions options) {
+  if (options.prefix.empty()) return absl::InvalidArgumentError("prefix is required");
+  if (options.stripe_bytes < internal::kMinStripeBytes ||
+      options.stripe_bytes > internal::kMaxStripeBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stripe_bytes ", options.stripe_bytes, " out of range"));
+  }
+  if (options.refresh_period <= absl::ZeroDuration() ||
+      options.refresh_period >= options.advert_ttl) {
+    return absl::InvalidArgumentError("need 0 < refresh_period < advert_ttl");
+  }
+  if (endpoint->address().empty()) {
+    return absl::InvalidArgumentError("a client-mode endpoint cannot serve state");
+  }
+  auto core = std::make_shared<internal::StateServerCore>(dht, endpoint->id(),
+                                                          std::move(options));
+  return std::unique_ptr<StateServer>(new StateServer(endpoint, std::move(core)));
+}
+
+StateServer::StateServer(Endpoint* endpoint,
+                         std::shared_ptr<internal::StateServerCore> core)
+    : endpoint_(endpoint), core_(std::move(core)) {
+  std::weak_ptr<internal::StateServerCore> weak = core_;
+  endpoint_->SetHandler(wire::MessageType::kStateRequest, [weak](const Message& message,
+                                                                 Responder responder) {
+    if (auto core = weak.lock()) {
+      core->OnRequest(message, std::move(responder));
+    } else {
+      responder.ReplyError(absl::UnavailableError("state server shut down"));
+    }
+  });
+  thread_ = std::thread([core = core_] { core->Loop(); });
+}
+
+StateServer::~StateServer() { Shutdown(); }
+
+absl::Status StateServer::Publish(const PeerState& state) {
+  return core_->Publish(state, endpoint_->address());
+}
+
+StateServer::Stats StateServer::stats() const { return core_->stats(); }
+
+void StateServer::Shutdown() {
+  std::call_once(shutdown_once_, [this] {
+    core_->Stop();
+    thread_.join();
+    endpoint_->SetHandler(wire::MessageType::kStateRequest, nullptr);
+  });
+}
+
+}  // namespace hivemind

@@ -1,0 +1,648 @@
+#include "hivemind/optim/optimizer.h"
+
+#include <torch/serialize/archive.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "hivemind/averaging/averager.h"
+#include "hivemind/averaging/state_sharing.h"
+#include "util/status_macros.h"
+
+namespace hivemind {
+namespace internal {
+
+class OptimizerCore {
+ public:
+  OptimizerCore(Dht* dht, std::vector<torch::Tensor> params,
+                std::unique_ptr<torch::optim::Optimizer> inner, OptimizerOptions options)
+      : dht_(dht),
+        params_(std::move(params)),
+        inner_(std::move(inner)),
+        options_(std::move(options)) {
+    for (const torch::Tensor& p : params_) sizes_.push_back(p.numel());
+    for (size_t s : sizes_) total_ += s;
+    grad_acc_.assign(total_, 0.0f);
+  }
+  ~OptimizerCore() { Shutdown(); }
+
+  absl::Status Start();
+  absl::StatusOr<OptimizerStepReport> Step(int64_t batch_size, double loss);
+  absl::Status LoadStateFromPeers();
+  absl::Status SaveCheckpoint(const std::string& path);
+  absl::Status LoadCheckpoint(const std::string& path);
+  void ZeroGrad() { inner_->zero_grad(); }
+  int64_t local_epoch() const { return local_epoch_; }
+  const OptimizerStats& stats() const { return stats_; }
+  GlobalProgress global_progress() const { return tracker_->global_progress(); }
+  torch::optim::Optimizer& inner() { return *inner_; }
+  const PeerId& id() const { return state_averager_->endpoint()->id(); }
+  void Shutdown();
+
+ private:
+  bool local_updates() const {
+    return options_.use_local_updates || options_.diloco_outer_lr > 0.0;
+  }
+  bool auxiliary() const { return options_.mode == MemberMode::kAuxiliary; }
+  absl::StatusOr<std::unique_ptr<DecentralizedAverager>> MakeAverager(
+      const std::string& name, const Codec* codec, bool error_feedback);
+  absl::Status Accumulate(int64_t batch_size);
+  void EndEpoch(OptimizerStepReport* report);
+  // Averages `values` through `averager` for this epoch: Start queues the round,
+  // Finish waits for it, replaces `values` with the average (unless it failed
+  // entirely) and returns the outcome and the group size.
+  StepHandle StartAveraging(DecentralizedAverager& averager,
+                            const std::vector<float>& values, float weight);
+  absl::Status FinishAveraging(DecentralizedAverager& averager, const StepHandle& step,
+                               std::vector<float>& values, int* group_size);
+  absl::Status Average(DecentralizedAverager& averager, std::vector<float>& values,
+                       float weight, int* group_size) {
+    return FinishAveraging(averager, StartAveraging(averager, values, weight), values,
+                           group_size);
+  }
+  std::vector<float> MeanGradients() const;
+  void ApplyGradients(const std::vector<float>& grads);
+  void ApplyAveragedGradients(OptimizerStepReport* report);
+  // Delayed updates: the gradient round running in the background.
+  struct Pending {
+    StepHandle step;
+    std::vector<float> grads;  // the local mean gradients, then the average
+    int64_t epoch;
+  };
+  void StartDelayedRound(OptimizerStepReport* report);
+  void FinishDelayedRound(OptimizerStepReport* report);
+  void ApplyDiLoCo(OptimizerStepReport* report);
+  void AverageParameters();
+  std::vector<float> FlatParameters() const;
+  void SetParameters(const std::vector<float>& flat);
+  PeerState CurrentState() const;
+  absl::Status ApplyState(const PeerState& state);
+  void PublishState();
+  void LogEpoch(const OptimizerStepReport& report);
+  std::string Schema() const;
+
+  Dht* const dht_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::Optimizer> inner_;
+  const OptimizerOptions options_;
+  std::vector<size_t> sizes_;
+  size_t total_ = 0;
+
+  std::unique_ptr<ProgressTracker> tracker_;
+  std::unique_ptr<DecentralizedAverager> grad_averager_;
+  std::unique_ptr<DecentralizedAverager> state_averager_;
+  std::unique_ptr<StateServer> state_server_;  // null in client mode
+
+  std::vector<float> grad_acc_;  // sum over batches of gradient x batch size
+  int64_t samples_ = 0;
+  int64_t local_epoch_ = 0;
+  double loss_sum_ = 0.0;
+  int64_t loss_count_ = 0;
+  std::vector<float> anchor_;    // DiLoCo: parameters at the start of the epoch
+  std::vector<float> momentum_;  // DiLoCo: the outer optimizer's momentum
+  std::optional<Pending> pending_;
+  OptimizerStats stats_;
+  bool shut_down_ = false;
+};
+
+namespace {
+
+std::string ShortId(const PeerId& id) { return id.substr(0, 8); }
+
+// Copies tensors (float32, contiguous) into one flat vector, and back.
+void Flatten(const std::vector<torch::Tensor>& tensors, float* out) {
+  for (const torch::Tensor& t : tensors) {
+    std::memcpy(out, t.data_ptr<float>(), static_cast<size_t>(t.numel()) * sizeof(float));
+    out += t.numel();
+  }
+}
+
+void Unflatten(const float* in, std::vector<torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor& t : tensors) {
+    std::memcpy(t.data_ptr<float>(), in, static_cast<size_t>(t.numel()) * sizeof(float));
+    in += t.numel();
+  }
+}
+
+absl::Status ValidateParams(const std::vector<torch::Tensor>& params) {
+  if (params.empty()) return absl::InvalidArgumentError("no parameters");
+  for (const torch::Tensor& p : params) {
+    if (!p.defined() || p.scalar_type() != torch::kFloat || !p.device().is_cpu() ||
+        !p.is_contiguous() || p.numel() == 0) {
+      return absl::InvalidArgumentError(
+          "parameters must be non-empty contiguous float32 CPU tensors");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptions(const OptimizerOptions& o) {
+  if (o.run_id.empty()) return absl::InvalidArgumentError("run_id is required");
+  if (o.target_batch_size <= 0) {
+    return absl::InvalidArgumentError("target_batch_size must be positive");
+  }
+  if (o.batch_size_per_step < 0 || o.average_state_every < 0 ||
+      o.load_state_max_donors < 1) {
+    return absl::InvalidArgumentError(
+        "batch_size_per_step and average_state_every must be >= 0, "
+        "load_state_max_donors >= 1");
+  }
+  if (!(o.diloco_outer_lr >= 0.0) || !(o.diloco_outer_momentum >= 0.0) ||
+      o.diloco_outer_momentum >= 1.0) {
+    return absl::InvalidArgumentError("DiLoCo needs lr >= 0 and momentum in [0, 1)");
+  }
+  if (!o.endpoint.client_mode && !absl::EndsWith(o.endpoint.listen_address, ":0")) {
+    return absl::InvalidArgumentError(
+        "endpoint.listen_address must use port 0 (the optimizer opens two endpoints)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream data;
+  data << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  return data.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DecentralizedAverager>> OptimizerCore::MakeAverager(
+    const std::string& name, const Codec* codec, bool error_feedback) {
+  AveragerOptions a;
+  a.prefix = absl::StrCat(options_.run_id, ".", name);
+  a.endpoint = options_.endpoint;
+  a.mode = options_.mode;
+  a.bandwidth = options_.bandwidth;
+  a.target_group_size = options_.target_group_size;
+  a.min_group_size = options_.min_group_size;
+  a.matchmaking_time = options_.matchmaking_time;
+  a.allreduce_timeout = options_.averaging_timeout;
+  a.codec = codec;
+  a.error_feedback = error_feedback && codec != nullptr;
+  return DecentralizedAverager::Create(dht_, sizes_, std::move(a));
+}
+
+absl::Status OptimizerCore::Start() {
+  ProgressTrackerOptions t;
+  t.prefix = options_.run_id;
+  t.target_batch_size = static_cast<uint64_t>(options_.target_batch_size);
+  t.client_mode = options_.mode != MemberMode::kNode;
+  HIVEMIND_ASSIGN_OR_RETURN(tracker_, ProgressTracker::Create(dht_, std::move(t)));
+  HIVEMIND_ASSIGN_OR_RETURN(grad_averager_, MakeAverager("grads", options_.grad_codec,
+                                                         options_.grad_error_feedback));
+  HIVEMIND_ASSIGN_OR_RETURN(state_averager_,
+                            MakeAverager("params", options_.state_codec, false));
+  if (!options_.endpoint.client_mode) {
+    StateServerOptions s;
+    s.prefix = absl::StrCat(options_.run_id, ".state");
+    HIVEMIND_ASSIGN_OR_RETURN(state_server_,
+                              StateServer::Create(state_averager_->endpoint(), dht_, s));
+  }
+  if (options_.diloco_outer_lr > 0.0) {
+    anchor_ = FlatParameters();
+    momentum_.assign(total_, 0.0f);
+  }
+  PublishState();
+  return absl::OkStatus();
+}
+
+void OptimizerCore::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (state_server_) state_server_->Shutdown();
+  if (grad_averager_) grad_averager_->Shutdown();
+  if (state_averager_) state_averager_->Shutdown();
+  if (tracker_) tracker_->Shutdown();
+}
+
+absl::StatusOr<OptimizerStepReport> OptimizerCore::Step(int64_t batch_size, double loss) {
+  if (shut_down_) return absl::CancelledError("the optimizer has shut down");
+  OptimizerStepReport report;
+  if (tracker_->global_progress().epoch > static_cast<uint64_t>(local_epoch_) &&
+      !auxiliary()) {
+    // Behind the swarm: the round of this epoch is over; catch up instead.
+    pending_.reset();
+    const absl::Time start = absl::Now();
+    absl::Status loaded = LoadStateFromPeers();
+    stats_.wait_time += absl::Now() - start;
+    report.loaded_state = loaded.ok();
+    if (!loaded.ok()) {
+      std::fprintf(stderr,
+                   "[hivemind] could not load state from peers (%s); jumping "
+                   "to the swarm's epoch with local parameters\n",
+                   loaded.ToString().c_str());
+      local_epoch_ = static_cast<int64_t>(tracker_->global_progress().epoch);
+      tracker_->UpdateEpoch(static_cast<uint64_t>(local_epoch_));
+    }
+    report.epoch = local_epoch_;
+    return report;
+  }
+  if (auxiliary()) {
+    // An auxiliary peer holds no state of its own: it follows the swarm's epoch and
+    // joins a round once trainers have gathered samples toward it.
+    const uint64_t swarm_epoch = tracker_->global_progress().epoch;
+    if (swarm_epoch > static_cast<uint64_t>(local_epoch_)) {
+      local_epoch_ = static_cast<int64_t>(swarm_epoch);
+      tracker_->UpdateEpoch(swarm_epoch);
+    }
+    // Publishing (no samples) makes the trainers count it as a group member.
+    tracker_->ReportLocalProgress(static_cast<uint64_t>(local_epoch_), 0);
+    // It starts matchmaking a little ahead of the swarm's ETA: its view of the
+    // trainers' progress lags, and a declared peer waits for the others anyway.
+    const absl::Duration ahead = options_.matchmaking_time / 2;
+    const absl::Time wake = absl::Now() + absl::Milliseconds(200);
+    while (absl::Now() < wake && tracker_->EstimatedTimeToNextEpoch() > ahead) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    const GlobalProgress global = tracker_->global_progress();
+    if (tracker_->EstimatedTimeToNextEpoch() > ahead ||
+        global.epoch != static_cast<uint64_t>(local_epoch_) ||
+        global.samples_accumulated == 0) {
+      report.epoch = local_epoch_;
+      return report;
+    }
+  } else {
+    if (batch_size <= 0) batch_size = options_.batch_size_per_step;
+    if (batch_size <= 0) return absl::InvalidArgumentError("batch size must be positive");
+    HIVEMIND_RETURN_IF_ERROR(Accumulate(batch_size));
+    if (pending_ && pending_->step.done()) FinishDelayedRound(&report);
+    if (std::isfinite(loss)) {
+      loss_sum_ += loss;
+      ++loss_count_;
+    }
+    tracker_->ReportLocalProgress(static_cast<uint64_t>(local_epoch_),
+                                  static_cast<uint64_t>(samples_));
+  }
+  if (tracker_->ready_to_update_epoch()) EndEpoch(&report);
+  report.epoch = local_epoch_;
+  return report;
+}
+
+absl::Status OptimizerCore::Accumulate(int64_t batch_size) {
+  std::vector<torch::Tensor> grads;
+  for (const torch::Tensor& p : params_) {
+    torch::Tensor g = p.grad();
+    if (!g.defined()) g = torch::zeros_like(p);
+    grads.push_back(g.contiguous());
+  }
+  for (const torch::Tensor& g : grads) {
+    if (!torch::isfinite(g).all().item<bool>()) {
+      return absl::InvalidArgumentError("a gradient holds NaN or Inf; batch skipped");
+    }
+  }
+  if (local_updates()) {
+    inner_->step();
+  } else {
+    const float scale = static_cast<float>(batch_size);
+    float* acc = grad_acc_.data();
+    for (const torch::Tensor& g : grads) {
+      const float* src = g.data_ptr<float>();
+      for (int64_t i = 0; i < g.numel(); ++i) acc[i] += src[i] * scale;
+      acc += g.numel();
+    }
+  }
+  samples_ += batch_size;
+  return absl::OkStatus();
+}
+
+StepHandle OptimizerCore::StartAveraging(DecentralizedAverager& averager,
+                                         const std::vector<float>& values, float weight) {
+  {
+    TensorLock tensors = averager.LockTensors();
+    std::copy(values.begin(), values.end(), tensors.flat().begin());
+  }
+  StepOptions step;
+  step.weight = weight;
+  step.round = absl::StrCat("e", local_epoch_);
+  step.timeout = options_.averaging_timeout;
+  // One matchmaking attempt: a peer that found no group has missed the swarm's
+  // round; its next Step sees it behind and loads the state instead.
+  step.allow_retries = false;
+  // As many as the tracker sees: the leader need not wait for absent peers.
+  step.target_group_size =
+      std::clamp(tracker_->global_progress().num_peers, options_.min_group_size,
+                 options_.target_group_size);
+  return averager.Step(step);
+}
+
+absl::Status OptimizerCore::FinishAveraging(DecentralizedAverager& averager,
+                                            const StepHandle& step,
+                                            std::vector<float>& values, int* group_size) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<StepResult> result = step.Wait();
+  stats_.wait_time += absl::Now() - start;
+  if (!result.ok()) {
+    ++stats_.rounds_failed;
+    return result.status();
+  }
+  stats_.bytes_sent += result->report.bytes_sent;
+  stats_.bytes_received += result->report.bytes_received;
+  *group_size = static_cast<int>(result->group.members.size());
+  {
+    TensorLock tensors = averager.LockTensors();
+    values.assign(tensors.flat().begin(), tensors.flat().end());
+  }
+  for (const SpanOutcome& span : result->report.spans) {
+    if (!span.status.ok()) {
+      ++stats_.rounds_failed;
+      return absl::Status(
+          span.status.code(),
+          absl::StrCat("part of the vector kept local values: ", span.status.message()));
+    }
+  }
+  ++stats_.rounds_ok;
+  return absl::OkStatus();
+}
+
+void OptimizerCore::EndEpoch(OptimizerStepReport* report) {
+  report->epoch_advanced = true;
+  if (options_.diloco_outer_lr > 0.0) {
+    ApplyDiLoCo(report);
+  } else if (options_.delay_updates && !local_updates()) {
+    StartDelayedRound(report);
+  } else if (!local_updates()) {
+    ApplyAveragedGradients(report);
+  } else {
+    report->averaging_status = absl::OkStatus();
+  }
+  std::fill(grad_acc_.begin(), grad_acc_.end(), 0.0f);
+  samples_ = 0;
+  ++local_epoch_;
+  const bool average_state =
+      options_.use_local_updates || (options_.average_state_every > 0 &&
+                                     local_epoch_ % options_.average_state_every == 0);
+  // With a delayed round pending, the parameters averaged here lack its update;
+  // every member of that round applies the same average later, so they stay equal.
+  if (average_state) AverageParameters();
+  if (options_.scheduler != nullptr) options_.scheduler->step();
+  tracker_->UpdateEpoch(static_cast<uint64_t>(local_epoch_));
+  PublishState();
+  LogEpoch(*report);
+  loss_sum_ = 0.0;
+  loss_count_ = 0;
+}
+
+std::vector<float> OptimizerCore::MeanGradients() const {
+  std::vector<float> grads(total_, 0.0f);
+  if (samples_ > 0) {
+    const float inv = 1.0f / static_cast<float>(samples_);
+    for (size_t i = 0; i < total_; ++i) grads[i] = grad_acc_[i] * inv;
+  }
+  return grads;
+}
+
+void OptimizerCore::ApplyGradients(const std::vector<float>& grads) {
+  if (auxiliary()) return;
+  const float* src = grads.data();
+  for (torch::Tensor& p : params_) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    std::memcpy(p.mutable_grad().data_ptr<float>(), src,
+                static_cast<size_t>(p.numel()) * sizeof(float));
+    src += p.numel();
+  }
+  inner_->step();
+}
+
+void OptimizerCore::ApplyAveragedGradients(OptimizerStepReport* report) {
+  std::vector<float> grads = MeanGradients();
+  report->averaging_status =
+      Average(*grad_averager_, grads, static_cast<float>(samples_), &report->group_size);
+  if (!report->averaging_status.ok()) {
+    std::fprintf(stderr,
+                 "[hivemind] epoch %lld: gradient averaging failed (%s); "
+                 "stepping with local gradients\n",
+                 static_cast<long long>(local_epoch_),
+                 report->averaging_status.ToString().c_str());
+  }
+  // Averaging failed entirely: `grads` still holds the local mean gradient.
+  ApplyGradients(grads);
+}
+
+void OptimizerCore::StartDelayedRound(OptimizerStepReport* report) {
+  if (pending_) FinishDelayedRound(report);  // at the latest now
+  std::vector<float> grads = MeanGradients();
+  StepHandle step = StartAveraging(*grad_averager_, grads, static_cast<float>(samples_));
+  pending_ = Pending{step, std::move(grads), local_epoch_};
+}
+
+void OptimizerCore::FinishDelayedRound(OptimizerStepReport* report) {
+  Pending pending = *std::move(pending_);
+  pending_.reset();
+  report->averaging_status =
+      FinishAveraging(*grad_averager_, pending.step, pending.grads, &report->group_size);
+  if (!report->averaging_status.ok()) {
+    std::fprintf(stderr,
+                 "[hivemind] epoch %lld: gradient averaging failed (%s); "
+                 "stepping with local gradients\n",
+                 static_cast<long long>(pending.epoch),
+                 report->averaging_status.ToString().c_str());
+  }
+  ApplyGradients(pending.grads);
+}
+
+void OptimizerCore::ApplyDiLoCo(OptimizerStepReport* report) {
+  std::vector<float> params = FlatParameters();
+  std::vector<float> pseudo(total_);
+  for (size_t i = 0; i < total_; ++i) pseudo[i] = anchor_[i] - params[i];
+  report->averaging_status =
+      Average(*grad_averager_, pseudo, static_cast<float>(samples_), &report->group_size);
+  const float lr = static_cast<float>(options_.diloco_outer_lr);
+  const float mu = static_cast<float>(options_.diloco_outer_momentum);
+  for (size_t i = 0; i < total_; ++i) {  // Nesterov SGD on the anchor
+    momentum_[i] = mu * momentum_[i] + pseudo[i];
+    anchor_[i] -= lr * (pseudo[i] + mu * momentum_[i]);
+  }
+  if (!auxiliary()) SetParameters(anchor_);
+}
+
+void OptimizerCore::AverageParameters() {
+  std::vector<float> params = FlatParameters();
+  int group_size = 1;
+  absl::Status status = Average(*state_averager_, params, 1.0f, &group_size);
+  if (!status.ok()) {
+    std::fprintf(stderr, "[hivemind] epoch %lld: parameter averaging failed (%s)\n",
+                 static_cast<long long>(local_epoch_), status.ToString().c_str());
+  }
+  if (!auxiliary() && group_size > 1) SetParameters(params);
+}
+
+std::vector<float> OptimizerCore::FlatParameters() const {
+  std::vector<float> flat(total_);
+  Flatten(params_, flat.data());
+  return flat;
+}
+
+void OptimizerCore::SetParameters(const std::vector<float>& flat) {
+  Unflatten(flat.data(), params_);
+}
+
+std::string OptimizerCore::Schema() const {
+  return absl::StrCat("hivemind.optimizer.v1 schema=", TensorSchemaHash(sizes_));
+}
+
+PeerState OptimizerCore::CurrentState() const {
+  PeerState state;
+  state.epoch = local_epoch_;
+  state.metadata = Schema();
+  state.values = FlatParameters();
+  torch::serialize::OutputArchive archive;
+  inner_->save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  state.extra = out.str();
+  return state;
+}
+
+absl::Status OptimizerCore::ApplyState(const PeerState& state) {
+  if (state.metadata != Schema() || state.values.size() != total_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the state is of another model: '", state.metadata, "' with ",
+        state.values.size(), " values; this model is '", Schema(), "' with ", total_));
+  }
+  try {
+    torch::serialize::InputArchive archive;
+    std::istringstream in(state.extra);
+    archive.load_from(in);
+    inner_->load(archive);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(
+        absl::StrCat("cannot read the optimizer state: ", e.what_without_backtrace()));
+  }
+  SetParameters(state.values);
+  pending_.reset();
+  local_epoch_ = state.epoch;
+  std::fill(grad_acc_.begin(), grad_acc_.end(), 0.0f);
+  samples_ = 0;
+  if (!anchor_.empty()) anchor_ = state.values;
+  tracker_->UpdateEpoch(static_cast<uint64_t>(local_epoch_));
+  return absl::OkStatus();
+}
+
+void OptimizerCore::PublishState() {
+  if (!state_server_ || auxiliary()) return;
+  absl::Status published = state_server_->Publish(CurrentState());
+  if (!published.ok()) {
+    std::fprintf(stderr, "[hivemind] could not advertise the state: %s\n",
+                 published.ToString().c_str());
+  }
+}
+
+absl::Status OptimizerCore::LoadStateFromPeers() {
+  LoadStateOptions load;
+  load.prefix = absl::StrCat(options_.run_id, ".state");
+  load.max_donors = options_.load_state_max_donors;
+  load.timeout = options_.load_state_timeout;
+  LoadStateReport report;
+  HIVEMIND_ASSIGN_OR_RETURN(
+      PeerState state,
+      hivemind::LoadStateFromPeers(state_averager_->endpoint(), dht_, load, &report));
+  HIVEMIND_RETURN_IF_ERROR(ApplyState(state));
+  std::fprintf(stderr,
+               "[hivemind] loaded the state of epoch %lld (%llu bytes) from %zu "
+               "donor(s)\n",
+               static_cast<long long>(state.epoch),
+               static_cast<unsigned long long>(report.state_bytes), report.donors.size());
+  PublishState();
+  return absl::OkStatus();
+}
+
+absl::Status OptimizerCore::SaveCheckpoint(const std::string& path) {
+  const std::string blob = SerializePeerState(CurrentState());
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
+    out.write(blob.data(), static_cast<std::streamsize>(blob.size()));
+    if (!out) return absl::DataLossError(absl::StrCat("short write to ", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OptimizerCore::LoadCheckpoint(const std::string& path) {
+  HIVEMIND_ASSIGN_OR_RETURN(std::string blob, ReadFile(path));
+  HIVEMIND_ASSIGN_OR_RETURN(PeerState state, ParsePeerState(blob));
+  HIVEMIND_RETURN_IF_ERROR(ApplyState(state));
+  PublishState();
+  return absl::OkStatus();
+}
+
+void OptimizerCore::LogEpoch(const OptimizerStepReport& report) {
+  if (options_.progress_log.empty()) return;
+  std::ofstream out(options_.progress_log, std::ios::app);
+  const GlobalProgress global = tracker_->global_progress();
+  const std::string loss =
+      loss_count_ > 0
+          ? absl::StrFormat("%.6f", loss_sum_ / static_cast<double>(loss_count_))
+          : "null";
+  out << absl::StrFormat(
+      "{\"time\":%.3f,\"peer\":\"%s\",\"epoch\":%d,\"loss\":%s,"
+      "\"samples_per_second\":%.1f,\"peers\":%d,\"averaged\":%s,\"group_size\":%d}\n",
+      absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), ShortId(id()), local_epoch_,
+      loss, global.samples_per_second, global.num_peers,
+      report.averaging_status.ok() ? "true" : "false", report.group_size);
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<DecentralizedOptimizer>> DecentralizedOptimizer::Create(
+    Dht* dht, std::vector<torch::Tensor> params,
+    std::unique_ptr<torch::optim::Optimizer> inner, OptimizerOptions options) {
+  if (dht == nullptr || inner == nullptr) {
+    return absl::InvalidArgumentError("a DHT and an inner optimizer are required");
+  }
+  HIVEMIND_RETURN_IF_ERROR(internal::ValidateOptions(options));
+  HIVEMIND_RETURN_IF_ERROR(internal::ValidateParams(params));
+  auto core = std::make_unique<internal::OptimizerCore>(
+      dht, std::move(params), std::move(inner), std::move(options));
+  HIVEMIND_RETURN_IF_ERROR(core->Start());
+  return std::unique_ptr<DecentralizedOptimizer>(
+      new DecentralizedOptimizer(std::move(core)));
+}
+
+DecentralizedOptimizer::DecentralizedOptimizer(
+    std::unique_ptr<internal::OptimizerCore> core)
+    : core_(std::move(core)) {}
+
+DecentralizedOptimizer::~DecentralizedOptimizer() { Shutdown(); }
+
+absl::StatusOr<OptimizerStepReport> DecentralizedOptimizer::Step(int64_t batch_size,
+                                                                 double loss) {
+  return core_->Step(batch_size, loss);
+}
+
+void DecentralizedOptimizer::ZeroGrad() { core_->ZeroGrad(); }
+absl::Status DecentralizedOptimizer::LoadStateFromPeers() {
+  return core_->LoadStateFromPeers();
+}
+absl::Status DecentralizedOptimizer::SaveCheckpoint(const std::string& path) {
+  return core_->SaveCheckpoint(path);
+}
+absl::Status DecentralizedOptimizer::LoadCheckpoint(const std::string& path) {
+  return core_->LoadCheckpoint(path);
+}
+int64_t DecentralizedOptimizer::local_epoch() const { return core_->local_epoch(); }
+OptimizerStats DecentralizedOptimizer::stats() const { return core_->stats(); }
+GlobalProgress DecentralizedOptimizer::global_progress() const {
+  return core_->global_progress();
+}
+torch::optim::Optimizer& DecentralizedOptimizer::inner() { return core_->inner(); }
+const PeerId& DecentralizedOptimizer::id() const { return core_->id(); }
+void DecentralizedOptimizer::Shutdown() { core_->Shutdown(); }
+
+}  // namespace hivemind

@@ -1,0 +1,279 @@
+// DecentralizedOptimizer: peers training an MLP on synthetic data over a real
+// OpenDHT and real endpoints on 127.0.0.1, one thread per peer.
+#include "hivemind/optim/optimizer.h"
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "hivemind/dht/opendht_node.h"
+
+namespace hivemind {
+namespace {
+
+torch::nn::Sequential MakeModel(uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::nn::Sequential(torch::nn::Linear(8, 16), torch::nn::ReLU(),
+                               torch::nn::Linear(16, 2));
+}
+
+std::vector<float> Flat(torch::nn::Sequential& model) {
+  std::vector<float> out;
+  for (const torch::Tensor& p : model->parameters()) {
+    const float* data = p.data_ptr<float>();
+    out.insert(out.end(), data, data + p.numel());
+  }
+  return out;
+}
+
+struct Peer {
+  std::unique_ptr<OpenDhtNode> dht;
+  torch::nn::Sequential model{nullptr};
+  std::unique_ptr<DecentralizedOptimizer> opt;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+};
+
+class OptimizerSwarm : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { torch::set_num_threads(1); }
+
+  void SetUp() override {
+    DhtOptions options;
+    options.run_id = "optim";
+    bootstrap_ = std::move(OpenDhtNode::Create(options)).value();
+  }
+  void TearDown() override {
+    for (auto& peer : peers_) {
+      peer->stop = true;
+      if (peer->thread.joinable()) peer->thread.join();
+    }
+  }
+
+  static OptimizerOptions Options() {
+    OptimizerOptions o;
+    o.run_id = "mlp";
+    o.target_batch_size = 96;
+    o.batch_size_per_step = 16;
+    o.matchmaking_time = absl::Seconds(3);
+    o.averaging_timeout = absl::Seconds(20);
+    o.target_group_size = 3;  // groups assemble as soon as three peers join
+    return o;
+  }
+
+  Peer* AddPeer(uint64_t seed, OptimizerOptions options = Options()) {
+    auto peer = std::make_unique<Peer>();
+    DhtOptions d;
+    d.run_id = "optim";
+    d.initial_peers = {bootstrap_->address()};
+    peer->dht = std::move(OpenDhtNode::Create(d)).value();
+    peer->model = MakeModel(seed);
+    auto opt = DecentralizedOptimizer::Create(
+        peer->dht.get(), peer->model->parameters(),
+        std::make_unique<torch::optim::SGD>(peer->model->parameters(),
+                                            torch::optim::SGDOptions(0.05).momentum(0.9)),
+        options);
+    EXPECT_TRUE(opt.ok()) << opt.status();
+    peer->opt = std::move(opt).value();
+    peers_.push_back(std::move(peer));
+    return peers_.back().get();
+  }
+
+  // Trains `peer` on its own synthetic data in a thread until `epochs` or stop.
+  static void Train(Peer* peer, int64_t epochs, uint64_t seed) {
+    peer->thread = std::thread([peer, epochs, seed] {
+      torch::manual_seed(seed);
+      const torch::Tensor w = torch::ones({8, 2});
+      while (!peer->stop && peer->opt->local_epoch() < epochs) {
+        torch::Tensor x = torch::randn({16, 8});
+        torch::Tensor y = torch::matmul(x, w);
+        peer->opt->ZeroGrad();
+        torch::Tensor loss = torch::mse_loss(peer->model->forward(x), y);
+        loss.backward();
+        absl::StatusOr<OptimizerStepReport> report =
+            peer->opt->Step(16, loss.item<double>());
+        if (!report.ok()) {
+          ADD_FAILURE() << report.status();
+          return;
+        }
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    });
+  }
+
+  std::unique_ptr<OpenDhtNode> bootstrap_;
+  std::vector<std::unique_ptr<Peer>> peers_;
+};
+
+TEST_F(OptimizerSwarm, ThreePeersAdvanceTogetherWithIdenticalParameters) {
+  Peer* a = AddPeer(1);
+  Peer* b = AddPeer(2);
+  Peer* c = AddPeer(3);
+  EXPECT_NE(Flat(a->model), Flat(b->model));  // different initialisations
+  for (Peer* p : {a, b, c}) Train(p, 3, reinterpret_cast<uintptr_t>(p));
+  for (Peer* p : {a, b, c}) p->thread.join();
+  for (Peer* p : {a, b, c}) EXPECT_EQ(p->opt->local_epoch(), 3);
+  // The last epoch averaged parameters in one group of three: bit-identical.
+  EXPECT_EQ(Flat(a->model), Flat(b->model));
+  EXPECT_EQ(Flat(a->model), Flat(c->model));
+  EXPECT_GE(a->opt->global_progress().epoch, 3u);
+}
+
+TEST_F(OptimizerSwarm, DelayedUpdatesOverlapAveragingAndStillAgree) {
+  OptimizerOptions options = Options();
+  options.delay_updates = true;
+  std::vector<Peer*> peers = {AddPeer(1, options), AddPeer(2, options),
+                              AddPeer(3, options)};
+  for (Peer* p : peers) Train(p, 4, reinterpret_cast<uintptr_t>(p));
+  for (Peer* p : peers) p->thread.join();
+  for (Peer* p : peers) {
+    EXPECT_EQ(p->opt->local_epoch(), 4);
+    const OptimizerStats stats = p->opt->stats();
+    EXPECT_GT(stats.bytes_sent, 0u);
+    EXPECT_GE(stats.rounds_ok, 3);  // gradient rounds applied late, parameter rounds
+  }
+  // The last parameter round (one group of three) left them equal.
+  EXPECT_EQ(Flat(peers[0]->model), Flat(peers[1]->model));
+  EXPECT_EQ(Flat(peers[0]->model), Flat(peers[2]->model));
+}
+
+TEST_F(OptimizerSwarm, ALatePeerLoadsTheStateAndJoinsAtTheSwarmsEpoch) {
+  Peer* a = AddPeer(1);
+  Peer* b = AddPeer(2);
+  Train(a, 2, 11);
+  Train(b, 2, 12);
+  a->thread.join();
+  b->thread.join();
+  ASSERT_EQ(a->opt->local_epoch(), 2);
+  const std::vector<float> swarm = Flat(a->model);
+  Peer* late = AddPeer(99);
+  EXPECT_NE(Flat(late->model), swarm);
+  absl::Status loaded = late->opt->LoadStateFromPeers();
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  EXPECT_EQ(late->opt->local_epoch(), 2);
+  EXPECT_EQ(Flat(late->model), swarm);
+  // Its first step, had it been behind, would also have loaded: train on together.
+  Train(a, 3, 13);
+  Train(b, 3, 14);
+  Train(late, 3, 15);
+  for (Peer* p : {a, b, late}) p->thread.join();
+  for (Peer* p : {a, b, late}) EXPECT_EQ(p->opt->local_epoch(), 3);
+}
+
+TEST_F(OptimizerSwarm, APeerThatDiesMidEpochDoesNotStopTheOthers) {
+  Peer* a = AddPeer(1);
+  Peer* b = AddPeer(2);
+  Peer* c = AddPeer(3);
+  for (Peer* p : {a, b, c}) Train(p, 3, reinterpret_cast<uintptr_t>(p));
+  // c stops in the middle of the first epoch; its endpoints close.
+  absl::SleepFor(absl::Milliseconds(150));
+  c->stop = true;
+  c->thread.join();
+  c->opt->Shutdown();
+  const absl::Time start = absl::Now();
+  a->thread.join();
+  b->thread.join();
+  EXPECT_LT(absl::Now() - start, absl::Minutes(2));
+  EXPECT_EQ(a->opt->local_epoch(), 3);
+  EXPECT_EQ(b->opt->local_epoch(), 3);
+  EXPECT_EQ(Flat(a->model), Flat(b->model));
+}
+
+TEST_F(OptimizerSwarm, ClientAndAuxiliaryPeersTakePart) {
+  Peer* a = AddPeer(1);
+  OptimizerOptions client = Options();
+  client.mode = MemberMode::kClient;
+  client.endpoint.client_mode = true;
+  Peer* c = AddPeer(2, client);
+  OptimizerOptions aux = Options();
+  aux.mode = MemberMode::kAuxiliary;
+  Peer* x = AddPeer(3, aux);
+  const std::vector<float> aux_params = Flat(x->model);
+  x->thread = std::thread([x] {
+    while (!x->stop) {
+      absl::StatusOr<OptimizerStepReport> report = x->opt->Step(0);
+      if (!report.ok()) ADD_FAILURE() << report.status();
+    }
+  });
+  Train(a, 6, 21);
+  Train(c, 6, 22);
+  a->thread.join();
+  c->thread.join();
+  x->stop = true;
+  x->thread.join();
+  EXPECT_EQ(a->opt->local_epoch(), 6);
+  EXPECT_EQ(c->opt->local_epoch(), 6);
+  EXPECT_GE(x->opt->local_epoch(), 4);  // the auxiliary peer followed the epochs
+  EXPECT_EQ(Flat(a->model), Flat(c->model));
+  EXPECT_EQ(Flat(x->model), aux_params);  // it never trains
+  EXPECT_GT(x->opt->stats().rounds_ok, 0);
+}
+
+TEST_F(OptimizerSwarm, CheckpointsRoundTripAndRejectOtherModels) {
+  Peer* a = AddPeer(1);
+  const std::string path = ::testing::TempDir() + "/hivemind_optim.ckpt";
+  ASSERT_TRUE(a->opt->SaveCheckpoint(path).ok());
+  const std::vector<float> saved = Flat(a->model);
+  {
+    torch::NoGradGuard no_grad;
+    for (torch::Tensor p : a->model->parameters()) p.add_(1.0f);
+  }
+  ASSERT_NE(Flat(a->model), saved);
+  absl::Status restored = a->opt->LoadCheckpoint(path);
+  ASSERT_TRUE(restored.ok()) << restored;
+  EXPECT_EQ(Flat(a->model), saved);
+
+  // Another model's checkpoint is refused and changes nothing.
+  DhtOptions d;
+  d.run_id = "optim";
+  auto dht = std::move(OpenDhtNode::Create(d)).value();
+  torch::nn::Linear other(3, 3);
+  OptimizerOptions o = Options();
+  o.run_id = "other";
+  auto opt =
+      std::move(DecentralizedOptimizer::Create(
+                    dht.get(), other->parameters(),
+                    std::make_unique<torch::optim::SGD>(other->parameters(), 0.1), o))
+          .value();
+  EXPECT_EQ(opt->LoadCheckpoint(path).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(opt->LoadCheckpoint(path + ".missing").code(), absl::StatusCode::kNotFound);
+  std::FILE* f = std::fopen((path + ".bad").c_str(), "wb");
+  std::fputs("not a checkpoint", f);
+  std::fclose(f);
+  EXPECT_EQ(opt->LoadCheckpoint(path + ".bad").code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(DecentralizedOptimizer, RejectsBadArgumentsAndGradients) {
+  DhtOptions d;
+  d.run_id = "optim";
+  auto dht = std::move(OpenDhtNode::Create(d)).value();
+  torch::nn::Linear model(2, 2);
+  auto make = [&](OptimizerOptions o) {
+    return DecentralizedOptimizer::Create(
+        dht.get(), model->parameters(),
+        std::make_unique<torch::optim::SGD>(model->parameters(), 0.1), o);
+  };
+  OptimizerOptions o;
+  o.run_id = "bad";
+  EXPECT_EQ(make(o).status().code(), absl::StatusCode::kInvalidArgument);  // no target
+  o.target_batch_size = 10;
+  o.endpoint.listen_address = "tcp://127.0.0.1:5555";
+  EXPECT_EQ(make(o).status().code(), absl::StatusCode::kInvalidArgument);  // fixed port
+  o.endpoint.listen_address = "tcp://127.0.0.1:0";
+  auto opt = make(o);
+  ASSERT_TRUE(opt.ok()) << opt.status();
+  EXPECT_EQ((*opt)->Step(0).status().code(), absl::StatusCode::kInvalidArgument);
+  torch::Tensor loss = model->forward(torch::ones({1, 2})).sum() * std::nanf("");
+  loss.backward();
+  EXPECT_EQ((*opt)->Step(4).status().code(), absl::StatusCode::kInvalidArgument);
+  (*opt)->Shutdown();
+  EXPECT_EQ((*opt)->Step(4).status().code(), absl::StatusCode::kCancelled);
+}
+
+}  // namespace
+}  // namespace hivemind
