@@ -24,7 +24,7 @@ namespace internal {
 class OptimizerCore {
  public:
   OptimizerCore(Dht* dht, std::vector<torch::Tensor> params,
-                std::unique_ptr<torch::optim::Optimizer> inner, OptimizerOptions options)
+                std::unique_ptr<InnerOptimizer> inner, OptimizerOptions options)
       : dht_(dht),
         params_(std::move(params)),
         inner_(std::move(inner)),
@@ -40,11 +40,11 @@ class OptimizerCore {
   absl::Status LoadStateFromPeers();
   absl::Status SaveCheckpoint(const std::string& path);
   absl::Status LoadCheckpoint(const std::string& path);
-  void ZeroGrad() { inner_->zero_grad(); }
+  void ZeroGrad() { inner_->ZeroGrad(); }
   int64_t local_epoch() const { return local_epoch_; }
   const OptimizerStats& stats() const { return stats_; }
   GlobalProgress global_progress() const { return tracker_->global_progress(); }
-  torch::optim::Optimizer& inner() { return *inner_; }
+  InnerOptimizer& inner() { return *inner_; }
   const PeerId& id() const { return state_averager_->endpoint()->id(); }
   void Shutdown();
 
@@ -84,7 +84,8 @@ class OptimizerCore {
   void AverageParameters();
   std::vector<float> FlatParameters() const;
   void SetParameters(const std::vector<float>& flat);
-  PeerState CurrentState() const;
+  absl::StatusOr<PeerState> CurrentState() const;
+  void InnerStep();
   absl::Status ApplyState(const PeerState& state);
   void PublishState();
   void LogEpoch(const OptimizerStepReport& report);
@@ -92,7 +93,7 @@ class OptimizerCore {
 
   Dht* const dht_;
   std::vector<torch::Tensor> params_;
-  std::unique_ptr<torch::optim::Optimizer> inner_;
+  std::unique_ptr<InnerOptimizer> inner_;
   const OptimizerOptions options_;
   std::vector<size_t> sizes_;
   size_t total_ = 0;
@@ -304,7 +305,7 @@ absl::Status OptimizerCore::Accumulate(int64_t batch_size) {
     }
   }
   if (local_updates()) {
-    inner_->step();
+    InnerStep();
   } else {
     const float scale = static_cast<float>(batch_size);
     float* acc = grad_acc_.data();
@@ -413,7 +414,15 @@ void OptimizerCore::ApplyGradients(const std::vector<float>& grads) {
                 static_cast<size_t>(p.numel()) * sizeof(float));
     src += p.numel();
   }
-  inner_->step();
+  InnerStep();
+}
+
+void OptimizerCore::InnerStep() {
+  absl::Status stepped = inner_->Step();
+  if (!stepped.ok()) {
+    std::fprintf(stderr, "[hivemind] the inner optimizer's step failed: %s\n",
+                 stepped.ToString().c_str());
+  }
 }
 
 void OptimizerCore::ApplyAveragedGradients(OptimizerStepReport* report) {
@@ -493,16 +502,12 @@ std::string OptimizerCore::Schema() const {
   return absl::StrCat("hivemind.optimizer.v1 schema=", TensorSchemaHash(sizes_));
 }
 
-PeerState OptimizerCore::CurrentState() const {
+absl::StatusOr<PeerState> OptimizerCore::CurrentState() const {
   PeerState state;
   state.epoch = local_epoch_;
   state.metadata = Schema();
   state.values = FlatParameters();
-  torch::serialize::OutputArchive archive;
-  inner_->save(archive);
-  std::ostringstream out;
-  archive.save_to(out);
-  state.extra = out.str();
+  HIVEMIND_ASSIGN_OR_RETURN(state.extra, inner_->SaveState());
   return state;
 }
 
@@ -512,15 +517,7 @@ absl::Status OptimizerCore::ApplyState(const PeerState& state) {
         "the state is of another model: '", state.metadata, "' with ",
         state.values.size(), " values; this model is '", Schema(), "' with ", total_));
   }
-  try {
-    torch::serialize::InputArchive archive;
-    std::istringstream in(state.extra);
-    archive.load_from(in);
-    inner_->load(archive);
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(
-        absl::StrCat("cannot read the optimizer state: ", e.what_without_backtrace()));
-  }
+  HIVEMIND_RETURN_IF_ERROR(inner_->LoadState(state.extra));
   SetParameters(state.values);
   pending_.reset();
   local_epoch_ = state.epoch;
@@ -533,7 +530,8 @@ absl::Status OptimizerCore::ApplyState(const PeerState& state) {
 
 void OptimizerCore::PublishState() {
   if (!state_server_ || auxiliary()) return;
-  absl::Status published = state_server_->Publish(CurrentState());
+  absl::StatusOr<PeerState> state = CurrentState();
+  absl::Status published = state.ok() ? state_server_->Publish(*state) : state.status();
   if (!published.ok()) {
     std::fprintf(stderr, "[hivemind] could not advertise the state: %s\n",
                  published.ToString().c_str());
@@ -560,7 +558,8 @@ absl::Status OptimizerCore::LoadStateFromPeers() {
 }
 
 absl::Status OptimizerCore::SaveCheckpoint(const std::string& path) {
-  const std::string blob = SerializePeerState(CurrentState());
+  HIVEMIND_ASSIGN_OR_RETURN(PeerState state, CurrentState());
+  const std::string blob = SerializePeerState(state);
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -598,11 +597,65 @@ void OptimizerCore::LogEpoch(const OptimizerStepReport& report) {
       report.averaging_status.ok() ? "true" : "false", report.group_size);
 }
 
+class TorchInnerOptimizer : public InnerOptimizer {
+ public:
+  explicit TorchInnerOptimizer(std::unique_ptr<torch::optim::Optimizer> optimizer)
+      : optimizer_(std::move(optimizer)) {}
+
+  absl::Status Step() override {
+    try {
+      optimizer_->step();
+    } catch (const c10::Error& e) {
+      return absl::InternalError(e.what_without_backtrace());
+    }
+    return absl::OkStatus();
+  }
+  void ZeroGrad() override { optimizer_->zero_grad(); }
+
+  absl::StatusOr<std::string> SaveState() override {
+    torch::serialize::OutputArchive archive;
+    optimizer_->save(archive);
+    std::ostringstream out;
+    archive.save_to(out);
+    return out.str();
+  }
+
+  absl::Status LoadState(const std::string& bytes) override {
+    try {
+      torch::serialize::InputArchive archive;
+      std::istringstream in(bytes);
+      archive.load_from(in);
+      optimizer_->load(archive);
+    } catch (const c10::Error& e) {
+      return absl::DataLossError(
+          absl::StrCat("cannot read the optimizer state: ", e.what_without_backtrace()));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+};
+
 }  // namespace internal
+
+std::unique_ptr<InnerOptimizer> WrapTorchOptimizer(
+    std::unique_ptr<torch::optim::Optimizer> optimizer) {
+  return std::make_unique<internal::TorchInnerOptimizer>(std::move(optimizer));
+}
 
 absl::StatusOr<std::unique_ptr<DecentralizedOptimizer>> DecentralizedOptimizer::Create(
     Dht* dht, std::vector<torch::Tensor> params,
     std::unique_ptr<torch::optim::Optimizer> inner, OptimizerOptions options) {
+  if (inner == nullptr)
+    return absl::InvalidArgumentError("an inner optimizer is required");
+  return Create(dht, std::move(params), WrapTorchOptimizer(std::move(inner)),
+                std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<DecentralizedOptimizer>> DecentralizedOptimizer::Create(
+    Dht* dht, std::vector<torch::Tensor> params, std::unique_ptr<InnerOptimizer> inner,
+    OptimizerOptions options) {
   if (dht == nullptr || inner == nullptr) {
     return absl::InvalidArgumentError("a DHT and an inner optimizer are required");
   }
@@ -641,7 +694,7 @@ OptimizerStats DecentralizedOptimizer::stats() const { return core_->stats(); }
 GlobalProgress DecentralizedOptimizer::global_progress() const {
   return core_->global_progress();
 }
-torch::optim::Optimizer& DecentralizedOptimizer::inner() { return core_->inner(); }
+InnerOptimizer& DecentralizedOptimizer::inner() { return core_->inner(); }
 const PeerId& DecentralizedOptimizer::id() const { return core_->id(); }
 void DecentralizedOptimizer::Shutdown() { core_->Shutdown(); }
 

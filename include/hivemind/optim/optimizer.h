@@ -143,6 +143,25 @@ struct HIVEMIND_EXPORT OptimizerStepReport {
   int64_t epoch = 0;  // the local epoch after the call
 };
 
+// What the DecentralizedOptimizer needs from the optimizer it wraps. WrapTorchOptimizer
+// adapts a torch::optim::Optimizer; the Python bindings adapt a torch.optim one.
+// Called from the thread that calls DecentralizedOptimizer::Step.
+class HIVEMIND_EXPORT InnerOptimizer {
+ public:
+  virtual ~InnerOptimizer() = default;
+  // Applies the gradients held in the parameters' .grad (optimizer.step()).
+  virtual absl::Status Step() = 0;
+  virtual void ZeroGrad() = 0;
+  // The optimizer's state (moments, step counts), as bytes only LoadState reads.
+  virtual absl::StatusOr<std::string> SaveState() = 0;
+  // kDataLoss for bytes SaveState did not write (of another optimizer or model).
+  virtual absl::Status LoadState(const std::string& bytes) = 0;
+};
+
+// Adapts a libtorch optimizer (state bytes: torch::serialize archives).
+HIVEMIND_EXPORT std::unique_ptr<InnerOptimizer> WrapTorchOptimizer(
+    std::unique_ptr<torch::optim::Optimizer> optimizer);
+
 // Counters since creation.
 struct HIVEMIND_EXPORT OptimizerStats {
   uint64_t bytes_sent = 0;  // all-reduce message bodies, both averagers
@@ -169,6 +188,10 @@ class HIVEMIND_EXPORT DecentralizedOptimizer {
   static absl::StatusOr<std::unique_ptr<DecentralizedOptimizer>> Create(
       Dht* dht, std::vector<torch::Tensor> params,
       std::unique_ptr<torch::optim::Optimizer> inner, OptimizerOptions options);
+  // The same over any InnerOptimizer.
+  static absl::StatusOr<std::unique_ptr<DecentralizedOptimizer>> Create(
+      Dht* dht, std::vector<torch::Tensor> params, std::unique_ptr<InnerOptimizer> inner,
+      OptimizerOptions options);
 
   ~DecentralizedOptimizer();
   DecentralizedOptimizer(const DecentralizedOptimizer&) = delete;
@@ -203,8 +226,8 @@ class HIVEMIND_EXPORT DecentralizedOptimizer {
   OptimizerStats stats() const;
   // The swarm as the progress tracker sees it.
   GlobalProgress global_progress() const;
-  // The wrapped optimizer (for example to read its learning rate).
-  torch::optim::Optimizer& inner();
+  // The wrapped optimizer.
+  InnerOptimizer& inner();
   // This peer's id (the id of its parameter averager's endpoint).
   const PeerId& id() const;
 
