@@ -162,9 +162,6 @@ absl::Status ValidateStep(const StepOptions& options) {
         absl::StrCat("gather payload of ", options.gather.size(),
                      " bytes is over the limit of ", kMaxUserDataSize));
   }
-  if (options.target_group_size < 0 || options.target_group_size == 1) {
-    return absl::InvalidArgumentError("a step's target group size must be 0 or >= 2");
-  }
   if (options.timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("step timeout must not be negative");
   }
@@ -287,10 +284,7 @@ MatchmakingOptions AveragerCore::MatchmakingFor(const StepState& step,
   mm.prefix = absl::StrCat(options_.prefix, ".", round);
   mm.group_bits = group_bits();
   mm.schema_hash = schema_hash_;
-  mm.target_group_size =
-      step.options().target_group_size > 0
-          ? std::max(step.options().target_group_size, options_.min_group_size)
-          : options_.target_group_size;
+  mm.target_group_size = options_.target_group_size;
   mm.min_group_size = options_.min_group_size;
   mm.matchmaking_time = time;
   mm.self.peer_id = endpoint_->id();

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
 #include <vector>
@@ -38,6 +39,34 @@ class Matchmaker::State {
     pending_.clear();
   }
 
+  // Starts collecting the declarations a listener delivers for `key`.
+  void StartHearing(const std::string& key) {
+    internal::MutexLock lock(&mu_);
+    key_ = key;
+    heard_.clear();
+  }
+
+  // A declaration the DHT listener delivered for `key` (ignored if a later search
+  // uses another key).
+  void Hear(const std::string& key, const DhtRecord& record) {
+    internal::MutexLock lock(&mu_);
+    if (key != key_) return;
+    auto& newest = heard_[record.subkey];
+    if (newest.stored_at <= record.stored_at) newest = record;
+  }
+
+  // Adds `looked_up` to the declarations heard (newest per subkey) and returns them.
+  std::vector<DhtRecord> WithHeard(const std::vector<DhtRecord>& looked_up) {
+    internal::MutexLock lock(&mu_);
+    for (const DhtRecord& r : looked_up) {
+      auto& newest = heard_[r.subkey];
+      if (newest.stored_at <= r.stored_at) newest = r;
+    }
+    std::vector<DhtRecord> out;
+    for (const auto& [subkey, record] : heard_) out.push_back(record);
+    return out;
+  }
+
   // The search is over (a group formed or time ran out).
   void End() {
     internal::MutexLock lock(&mu_);
@@ -67,12 +96,21 @@ class Matchmaker::State {
     return static_cast<int>(pending_.size());
   }
 
-  // Waits until the group is full or `deadline`.
-  void WaitFull(absl::Time deadline) {
+  // Waits until the group is full, or `deadline`, or - from `early` on - until every
+  // peer heard declaring under the key has joined and the group has `min_size`:
+  // nobody else is coming, so there is no point in waiting for the deadline.
+  void WaitFull(absl::Time deadline, absl::Time early, int min_size) {
     internal::MutexLock lock(&mu_);
-    cv_.WaitUntil(&mu_, deadline, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return static_cast<int>(pending_.size()) + 1 >= target_;
-    });
+    for (;;) {
+      const absl::Time now = absl::Now();
+      const int size = static_cast<int>(pending_.size()) + 1;
+      if (size >= target_ || now >= deadline) return;
+      if (now >= early && size >= min_size && EveryoneHeardJoined(now)) return;
+      cv_.WaitUntil(&mu_, std::min(deadline, now + absl::Milliseconds(50)),
+                    [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                      return static_cast<int>(pending_.size()) + 1 >= target_;
+                    });
+    }
   }
 
   void OnJoin(Message message, Responder responder) {
@@ -109,6 +147,20 @@ class Matchmaker::State {
   }
 
  private:
+  // Whether every live declaration heard (same schema, not this peer) is a joiner.
+  bool EveryoneHeardJoined(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [peer, record] : heard_) {
+      if (peer == self_.member.peer_id || record.expiration <= now) continue;
+      auto declared = internal::ParseDeclaration(record.value);
+      if (!declared.ok() || declared->schema_hash != self_.schema_hash) continue;
+      const bool joined =
+          std::any_of(pending_.begin(), pending_.end(),
+                      [&](const auto& joiner) { return joiner.first.peer_id == peer; });
+      if (!joined) return false;
+    }
+    return true;
+  }
+
   internal::Mutex mu_;
   internal::CondVar cv_;
   std::string key_ ABSL_GUARDED_BY(mu_);
@@ -118,6 +170,7 @@ class Matchmaker::State {
   bool following_ ABSL_GUARDED_BY(mu_) = false;
   bool searching_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::pair<GroupMember, Responder>> pending_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, DhtRecord> heard_ ABSL_GUARDED_BY(mu_);
 };
 
 Matchmaker::Matchmaker(Endpoint* endpoint, Dht* dht)
@@ -193,7 +246,7 @@ absl::StatusOr<MatchedGroup> Matchmaker::Follow(const std::string& key,
     auto records = dht_->Get(key, std::min(kLookupTimeout, options.matchmaking_time / 4));
     if (!records.ok()) return records.status();
     std::vector<internal::Declaration> candidates;
-    for (auto& c : Candidates(*records, self, any_order)) {
+    for (auto& c : Candidates(state_->WithHeard(*records), self, any_order)) {
       if (!skip.count(c.member.peer_id)) candidates.push_back(std::move(c));
     }
     if (candidates.empty()) break;  // nobody to follow: lead
@@ -242,7 +295,18 @@ absl::StatusOr<internal::JoinResponse> Matchmaker::AskToJoin(
 absl::StatusOr<MatchedGroup> Matchmaker::FindGroup(const MatchmakingOptions& options) {
   absl::Status valid = Validate(options);
   if (!valid.ok()) return valid;
+  // Declarations also arrive through a DHT listener: a lookup that is slow (a loaded
+  // machine, a large swarm) may return before finding them; the listener keeps
+  // searching for the whole attempt.
+  const std::string key = absl::StrCat(options.prefix, ".group.", options.group_bits);
+  std::weak_ptr<State> weak = state_;
+  state_->StartHearing(key);
+  absl::StatusOr<uint64_t> listening =
+      dht_->Listen(key, [weak, key](const DhtRecord& record) {
+        if (auto state = weak.lock()) state->Hear(key, record);
+      });
   absl::StatusOr<MatchedGroup> result = Search(options);
+  if (listening.ok()) dht_->CancelListen(*listening);
   state_->End();
   return result;
 }
@@ -281,14 +345,17 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   // (Following only peers before oneself keeps the waits acyclic: no two peers ever
   // wait on each other.)
   state_->StartLeading();
-  state_->WaitFull(self.deadline - options.matchmaking_time / 3);
+  // Early assembly only after a grace period: peers a little behind still declare.
+  const absl::Time early = absl::Now() + options.matchmaking_time / 4;
+  state_->WaitFull(self.deadline - options.matchmaking_time / 3, early,
+                   options.min_group_size);
   if (state_->Joiners() == 0) {
     state_->StopLeading();
     auto late = Follow(key, self, options, self.deadline, /*any_order=*/false);
     if (late.ok()) return late;
     state_->StartLeading();
   }
-  state_->WaitFull(self.deadline);
+  state_->WaitFull(self.deadline, early, options.min_group_size);
   auto joiners = state_->StopLeading();
   if (static_cast<int>(joiners.size()) + 1 < options.min_group_size) {
     for (auto& [member, responder] : joiners) {

@@ -332,10 +332,6 @@ StepHandle OptimizerCore::StartAveraging(DecentralizedAverager& averager,
   // One matchmaking attempt: a peer that found no group has missed the swarm's
   // round; its next Step sees it behind and loads the state instead.
   step.allow_retries = false;
-  // As many as the tracker sees: the leader need not wait for absent peers.
-  step.target_group_size =
-      std::clamp(tracker_->global_progress().num_peers, options_.min_group_size,
-                 options_.target_group_size);
   return averager.Step(step);
 }
 

@@ -115,12 +115,6 @@ struct HIVEMIND_EXPORT StepOptions {
   // attempt still fits in `timeout`. Default: true.
   bool allow_retries = true;
 
-  // This step's target group size, when > 0 (at least the averager's
-  // min_group_size): for a caller that knows how many peers take part (the
-  // optimizer asks its progress tracker), so that a leader assembles as soon as all
-  // joined instead of waiting for the deadline. Default: 0 (the averager's).
-  int target_group_size = 0;
-
   // A small payload (at most kMaxUserDataSize bytes) given to every member of the
   // group; StepResult::group holds every member's. Default: empty.
   std::string gather;

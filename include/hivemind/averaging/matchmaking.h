@@ -9,7 +9,9 @@
 //     own; it asks them to lead it, smallest first (kJoinRequest).
 //  3. A peer that no candidate accepts leads: it accepts joiners until the group has
 //     `target_group_size` members, or until its deadline with at least
-//     `min_group_size`; then it shuffles the members, draws a random group id and
+//     `min_group_size`, or - after a grace of a quarter of the matchmaking time -
+//     until every peer it has seen declared (through lookups and a DHT listener)
+//     has joined; then it shuffles the members, draws a random group id and
 //     answers every pending join with the group (kJoinResponse).
 //  4. A leader still alone near its deadline stops leading and asks the leaders
 //     before it to take it (the first of several lone leaders keeps leading, so
