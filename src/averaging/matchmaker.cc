@@ -98,14 +98,17 @@ class Matchmaker::State {
 
   // Waits until the group is full, or `deadline`, or - from `early` on - until every
   // peer heard declaring under the key has joined and the group has `min_size`:
-  // nobody else is coming, so there is no point in waiting for the deadline.
-  void WaitFull(absl::Time deadline, absl::Time early, int min_size) {
+  // nobody else is coming, so there is no point in waiting for the deadline. With
+  // `watch_better`, also until a peer that leads before this one is heard (its
+  // declaration came late): returns true then.
+  bool WaitFull(absl::Time deadline, absl::Time early, int min_size, bool watch_better) {
     internal::MutexLock lock(&mu_);
     for (;;) {
       const absl::Time now = absl::Now();
       const int size = static_cast<int>(pending_.size()) + 1;
-      if (size >= target_ || now >= deadline) return;
-      if (now >= early && size >= min_size && EveryoneHeardJoined(now)) return;
+      if (size >= target_ || now >= deadline) return false;
+      if (now >= early && size >= min_size && EveryoneHeardJoined(now)) return false;
+      if (watch_better && BetterLeaderHeard(now)) return true;
       cv_.WaitUntil(&mu_, std::min(deadline, now + absl::Milliseconds(50)),
                     [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
                       return static_cast<int>(pending_.size()) + 1 >= target_;
@@ -147,6 +150,21 @@ class Matchmaker::State {
   }
 
  private:
+  // Whether a live declaration heard (same schema, not a client) leads before this
+  // peer.
+  bool BetterLeaderHeard(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& [peer, record] : heard_) {
+      if (peer == self_.member.peer_id || record.expiration <= now) continue;
+      auto declared = internal::ParseDeclaration(record.value);
+      if (declared.ok() && declared->schema_hash == self_.schema_hash &&
+          declared->member.mode != MemberMode::kClient &&
+          internal::LeadsBefore(*declared, self_)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   // Whether every live declaration heard (same schema, not this peer) is a joiner.
   bool EveryoneHeardJoined(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& [peer, record] : heard_) {
@@ -347,15 +365,25 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   state_->StartLeading();
   // Early assembly only after a grace period: peers a little behind still declare.
   const absl::Time early = absl::Now() + options.matchmaking_time / 4;
-  state_->WaitFull(self.deadline - options.matchmaking_time / 3, early,
-                   options.min_group_size);
+  const absl::Time lead_until = self.deadline - options.matchmaking_time / 3;
+  if (state_->WaitFull(lead_until, early, options.min_group_size,
+                       /*watch_better=*/true)) {
+    // A leader before this one turned up late (a lookup missed it): hand the joiners
+    // over - they are told to ask again, and find that leader too - and ask it.
+    for (auto& [member, responder] : state_->StopLeading())
+      Refuse(responder, kNotLeading);
+    auto handed = Follow(key, self, options, lead_until, /*any_order=*/false);
+    if (handed.ok()) return handed;
+    state_->StartLeading();
+    state_->WaitFull(lead_until, early, options.min_group_size, false);
+  }
   if (state_->Joiners() == 0) {
     state_->StopLeading();
     auto late = Follow(key, self, options, self.deadline, /*any_order=*/false);
     if (late.ok()) return late;
     state_->StartLeading();
   }
-  state_->WaitFull(self.deadline, early, options.min_group_size);
+  state_->WaitFull(self.deadline, early, options.min_group_size, false);
   auto joiners = state_->StopLeading();
   if (static_cast<int>(joiners.size()) + 1 < options.min_group_size) {
     for (auto& [member, responder] : joiners) {

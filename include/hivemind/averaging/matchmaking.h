@@ -13,14 +13,19 @@
 //     until every peer it has seen declared (through lookups and a DHT listener)
 //     has joined; then it shuffles the members, draws a random group id and
 //     answers every pending join with the group (kJoinResponse).
-//  4. A leader still alone near its deadline stops leading and asks the leaders
+//  4. A leader that hears of a peer leading before it (its declaration arrived
+//     late) hands its joiners over - it refuses them as "not leading" so they ask
+//     again and find that peer too - and asks that peer to take it.
+//  5. A leader still alone near its deadline stops leading and asks the leaders
 //     before it to take it (the first of several lone leaders keeps leading, so
 //     the others gather with it).
 //  A leader refuses a joiner with a different group key or schema hash, or when full;
 //  a peer that is not leading refuses, saying whether it is still searching (ask
-//  again) or following (look elsewhere). Leaders never follow, so no two peers wait
-//  on each other; every request has a deadline, so nothing waits forever. Views of
-//  the DHT that differ can split peers into several groups, or leave one alone.
+//  again) or following (look elsewhere). A peer only ever waits on peers before it
+//  in (deadline, id) order and stops leading before it follows, so no two peers
+//  wait on each other; every request has a deadline, so nothing waits forever.
+//  Views of the DHT that differ can still split peers into several groups, or
+//  leave one alone.
 #ifndef HIVEMIND_AVERAGING_MATCHMAKING_H_
 #define HIVEMIND_AVERAGING_MATCHMAKING_H_
 
