@@ -2,6 +2,7 @@
 #include "hivemind/averaging/matchmaking.h"
 
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
@@ -160,6 +161,97 @@ TEST_F(MatchmakingSwarm, DifferentSchemasNeverMeet) {
         }
       }
     }
+  }
+  ExpectConsistent(results, peers_);
+}
+
+// A DHT as a slow or partitioned node sees it: one peer's records stay invisible to
+// lookups and listeners until `reveal_at`; listeners then receive them.
+class LateDht : public Dht {
+ public:
+  LateDht(Dht* inner, PeerId hidden, absl::Time reveal_at)
+      : inner_(inner), hidden_(std::move(hidden)), reveal_at_(reveal_at) {
+    revealer_ = std::thread([this] {
+      absl::SleepFor(reveal_at_ - absl::Now());
+      std::vector<std::pair<ListenCallback, DhtRecord>> held;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        held.swap(held_);
+      }
+      for (auto& [callback, record] : held) callback(record);
+    });
+  }
+  ~LateDht() override { revealer_.join(); }
+
+  const PeerId& id() const override { return inner_->id(); }
+  absl::Status Store(absl::string_view key, absl::string_view subkey,
+                     absl::string_view value, absl::Time expiration,
+                     absl::Duration timeout) override {
+    return inner_->Store(key, subkey, value, expiration, timeout);
+  }
+  absl::StatusOr<std::vector<DhtRecord>> Get(absl::string_view key,
+                                             absl::Duration timeout) override {
+    auto records = inner_->Get(key, timeout);
+    if (!records.ok() || absl::Now() >= reveal_at_) return records;
+    std::vector<DhtRecord> visible;
+    for (DhtRecord& r : *records) {
+      if (r.subkey != hidden_) visible.push_back(std::move(r));
+    }
+    return visible;
+  }
+  absl::StatusOr<uint64_t> Listen(absl::string_view key,
+                                  ListenCallback callback) override {
+    return inner_->Listen(key, [this, callback](const DhtRecord& record) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (record.subkey == hidden_ && absl::Now() < reveal_at_) {
+        held_.emplace_back(callback, record);
+        return;
+      }
+      callback(record);
+    });
+  }
+  void CancelListen(uint64_t token) override { inner_->CancelListen(token); }
+
+ private:
+  Dht* inner_;
+  const PeerId hidden_;
+  const absl::Time reveal_at_;
+  std::mutex mu_;
+  std::vector<std::pair<ListenCallback, DhtRecord>> held_;
+  std::thread revealer_;
+};
+
+TEST_F(MatchmakingSwarm, ALeaderThatHearsOfABetterOneHandsItsJoinersOver) {
+  // a declares first (so it leads first); b and c do not see a's declaration until
+  // 1 s later. b leads and c joins b; when b hears of a, it hands c over and joins
+  // a, so all three end in a's group instead of a alone and {b, c}.
+  for (int i = 0; i < 3; ++i) AddPeer();
+  Peer& a = peers_[0];  // (AddPeer may move earlier peers)
+  Peer& b = peers_[1];
+  Peer& c = peers_[2];
+  const absl::Time reveal = absl::Now() + absl::Seconds(1);
+  LateDht b_dht(b.dht.get(), a.endpoint->id(), reveal);
+  LateDht c_dht(c.dht.get(), a.endpoint->id(), reveal);
+  b.matchmaker.reset();  // one kJoinRequest handler per endpoint: replace, not add
+  b.matchmaker = std::make_unique<Matchmaker>(b.endpoint.get(), &b_dht);
+  c.matchmaker.reset();
+  c.matchmaker = std::make_unique<Matchmaker>(c.endpoint.get(), &c_dht);
+  std::vector<absl::StatusOr<MatchedGroup>> results(3, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    MatchmakingOptions options =
+        OptionsFor(peers_[static_cast<size_t>(i)], 3, absl::Seconds(4));
+    threads.emplace_back([&, i, options] {
+      results[static_cast<size_t>(i)] =
+          peers_[static_cast<size_t>(i)].matchmaker->FindGroup(options);
+    });
+    absl::SleepFor(absl::Milliseconds(150));  // a, then b, then c
+  }
+  for (auto& t : threads) t.join();
+  for (auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->group.members.size(), 3u);
+    EXPECT_EQ(r->group.group_id, results[0]->group.group_id);
   }
   ExpectConsistent(results, peers_);
 }
