@@ -6,11 +6,13 @@
 # Stages, in order:
 #   deps         scripts/install_deps.sh (returns at once when all is installed)
 #   format       scripts/check_format.sh
-#   configure    build/: Ninja, RelWithDebInfo, tests + benchmarks + examples,
-#                compile_commands.json
+#   configure    build/: Ninja, RelWithDebInfo, tests + benchmarks + examples +
+#                the Python module, compile_commands.json
 #   build        cmake --build build
 #   tidy         scripts/check_tidy.sh build (src/ only)
 #   test         ctest in build/
+#   pytest       python/tests with Debian's /usr/bin/python3, against build/python
+#                (the hivemind_cpp module and the C++ trainer of build/)
 #   asan-config  build-asan/: clang, HIVEMIND_SANITIZE=address,undefined, tests +
 #                fuzzers (benchmarks, examples and the libtorch layer off: libtorch
 #                is not instrumented)
@@ -119,8 +121,17 @@ configure_main() {
     -DHIVEMIND_BUILD_TESTS=ON \
     -DHIVEMIND_BUILD_BENCHMARKS=ON \
     -DHIVEMIND_BUILD_EXAMPLES=ON \
+    -DHIVEMIND_BUILD_PYTHON=ON \
     -DHIVEMIND_BUILD_FUZZERS=OFF \
     -DHIVEMIND_SANITIZE=
+}
+
+# The Python bindings' tests: the package in build/python (extension and .py files),
+# Debian's interpreter (the one with python3-torch), no cache files in the checkout.
+run_pytest() {
+  PYTHONPATH="$root/build/python${PYTHONPATH:+:$PYTHONPATH}" \
+    HIVEMIND_BUILD_DIR="$root/build" \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
 }
 
 # configure_clang DIR SANITIZERS FUZZERS: a clang build with sanitizers, tests only
@@ -219,6 +230,7 @@ stage configure   fatal configure_main
 stage build       fatal cmake --build build -j"$jobs"
 stage tidy        check ./scripts/check_tidy.sh build
 stage test        check run_ctest build
+stage pytest      check run_pytest
 stage asan-config fatal configure_clang build-asan address,undefined ON
 stage asan-build  fatal cmake --build build-asan -j"$jobs"
 stage asan-test   check run_ctest build-asan
