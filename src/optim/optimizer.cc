@@ -1,5 +1,10 @@
 #include "hivemind/optim/optimizer.h"
 
+#include <torch/optim/adagrad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
 #include <torch/serialize/archive.h>
 
 #include <algorithm>
@@ -54,7 +59,10 @@ class OptimizerCore {
   }
   bool auxiliary() const { return options_.mode == MemberMode::kAuxiliary; }
   absl::StatusOr<std::unique_ptr<DecentralizedAverager>> MakeAverager(
-      const std::string& name, const Codec* codec, bool error_feedback);
+      const std::string& name, const std::vector<size_t>& sizes, const Codec* codec,
+      bool error_feedback);
+  // Starts averaging the optimizer's statistics (none: an empty list, no round).
+  std::vector<torch::Tensor> StartStatistics(std::optional<StepHandle>* step);
   absl::Status Accumulate(int64_t batch_size);
   void EndEpoch(OptimizerStepReport* report);
   // Averages `values` through `averager` for this epoch: Start queues the round,
@@ -101,6 +109,9 @@ class OptimizerCore {
   std::unique_ptr<ProgressTracker> tracker_;
   std::unique_ptr<DecentralizedAverager> grad_averager_;
   std::unique_ptr<DecentralizedAverager> state_averager_;
+  // The optimizer's statistics, averaged beside the parameters; made at the first
+  // state round (they exist only after the inner optimizer's first step).
+  std::unique_ptr<DecentralizedAverager> stats_averager_;
   std::unique_ptr<StateServer> state_server_;  // null in client mode
 
   std::vector<float> grad_acc_;  // sum over batches of gradient x batch size
@@ -181,7 +192,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DecentralizedAverager>> OptimizerCore::MakeAverager(
-    const std::string& name, const Codec* codec, bool error_feedback) {
+    const std::string& name, const std::vector<size_t>& sizes, const Codec* codec,
+    bool error_feedback) {
   AveragerOptions a;
   a.prefix = absl::StrCat(options_.run_id, ".", name);
   a.endpoint = options_.endpoint;
@@ -193,7 +205,7 @@ absl::StatusOr<std::unique_ptr<DecentralizedAverager>> OptimizerCore::MakeAverag
   a.allreduce_timeout = options_.averaging_timeout;
   a.codec = codec;
   a.error_feedback = error_feedback && codec != nullptr;
-  return DecentralizedAverager::Create(dht_, sizes_, std::move(a));
+  return DecentralizedAverager::Create(dht_, sizes, std::move(a));
 }
 
 absl::Status OptimizerCore::Start() {
@@ -202,10 +214,11 @@ absl::Status OptimizerCore::Start() {
   t.target_batch_size = static_cast<uint64_t>(options_.target_batch_size);
   t.client_mode = options_.mode != MemberMode::kNode;
   HIVEMIND_ASSIGN_OR_RETURN(tracker_, ProgressTracker::Create(dht_, std::move(t)));
-  HIVEMIND_ASSIGN_OR_RETURN(grad_averager_, MakeAverager("grads", options_.grad_codec,
-                                                         options_.grad_error_feedback));
+  HIVEMIND_ASSIGN_OR_RETURN(
+      grad_averager_,
+      MakeAverager("grads", sizes_, options_.grad_codec, options_.grad_error_feedback));
   HIVEMIND_ASSIGN_OR_RETURN(state_averager_,
-                            MakeAverager("params", options_.state_codec, false));
+                            MakeAverager("params", sizes_, options_.state_codec, false));
   if (!options_.endpoint.client_mode) {
     StateServerOptions s;
     s.prefix = absl::StrCat(options_.run_id, ".state");
@@ -226,6 +239,7 @@ void OptimizerCore::Shutdown() {
   if (state_server_) state_server_->Shutdown();
   if (grad_averager_) grad_averager_->Shutdown();
   if (state_averager_) state_averager_->Shutdown();
+  if (stats_averager_) stats_averager_->Shutdown();
   if (tracker_) tracker_->Shutdown();
 }
 
@@ -473,8 +487,49 @@ void OptimizerCore::ApplyDiLoCo(OptimizerStepReport* report) {
   if (!auxiliary()) SetParameters(anchor_);
 }
 
+std::vector<torch::Tensor> OptimizerCore::StartStatistics(
+    std::optional<StepHandle>* step) {
+  std::vector<torch::Tensor> stats = inner_->Statistics();
+  std::vector<size_t> sizes;
+  for (const torch::Tensor& t : stats) {
+    if (t.scalar_type() != torch::kFloat || !t.is_contiguous() || !t.device().is_cpu()) {
+      return {};
+    }
+    sizes.push_back(static_cast<size_t>(t.numel()));
+  }
+  if (stats.empty()) return {};
+  if (!stats_averager_) {
+    auto made = MakeAverager("stats", sizes, options_.state_codec, false);
+    if (!made.ok()) {
+      std::fprintf(stderr, "[hivemind] cannot average optimizer statistics: %s\n",
+                   made.status().ToString().c_str());
+      return {};
+    }
+    stats_averager_ = *std::move(made);
+  }
+  {
+    TensorLock tensors = stats_averager_->LockTensors();
+    if (tensors.sizes() != sizes) return {};  // the optimizer changed shape
+    float* out = tensors.flat().data();
+    for (const torch::Tensor& t : stats) {
+      std::memcpy(out, t.data_ptr<float>(),
+                  static_cast<size_t>(t.numel()) * sizeof(float));
+      out += t.numel();
+    }
+  }
+  StepOptions options;
+  options.round = absl::StrCat("e", local_epoch_);
+  options.timeout = options_.averaging_timeout;
+  options.allow_retries = false;
+  step->emplace(stats_averager_->Step(options));
+  return stats;
+}
+
 void OptimizerCore::AverageParameters() {
   std::vector<float> params = FlatParameters();
+  std::optional<StepHandle> stats_step;
+  std::vector<torch::Tensor> stats =
+      auxiliary() ? std::vector<torch::Tensor>{} : StartStatistics(&stats_step);
   int group_size = 1;
   absl::Status status = Average(*state_averager_, params, 1.0f, &group_size);
   if (!status.ok()) {
@@ -482,6 +537,16 @@ void OptimizerCore::AverageParameters() {
                  static_cast<long long>(local_epoch_), status.ToString().c_str());
   }
   if (!auxiliary() && group_size > 1) SetParameters(params);
+  if (stats.empty() || !stats_step) return;
+  absl::StatusOr<StepResult> averaged = stats_step->Wait();
+  if (!averaged.ok() || averaged->group.members.size() < 2) return;
+  torch::NoGradGuard no_grad;
+  TensorLock tensors = stats_averager_->LockTensors();
+  const float* in = tensors.flat().data();
+  for (torch::Tensor& t : stats) {
+    std::memcpy(t.data_ptr<float>(), in, static_cast<size_t>(t.numel()) * sizeof(float));
+    in += t.numel();
+  }
 }
 
 std::vector<float> OptimizerCore::FlatParameters() const {
@@ -627,6 +692,39 @@ class TorchInnerOptimizer : public InnerOptimizer {
           absl::StrCat("cannot read the optimizer state: ", e.what_without_backtrace()));
     }
     return absl::OkStatus();
+  }
+
+  std::vector<torch::Tensor> Statistics() override {
+    std::vector<torch::Tensor> out;
+    auto add = [&out](const torch::Tensor& t) {
+      if (t.defined()) out.push_back(t);
+    };
+    for (const torch::optim::OptimizerParamGroup& group : optimizer_->param_groups()) {
+      for (const torch::Tensor& p : group.params()) {
+        // libtorch keys the state by the parameter's TensorImpl address, as text.
+        auto it = optimizer_->state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+        if (it == optimizer_->state().end()) continue;
+        torch::optim::OptimizerParamState* state = it->second.get();
+        if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state)) {
+          add(adam->exp_avg());
+          add(adam->exp_avg_sq());
+          add(adam->max_exp_avg_sq());
+        } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state)) {
+          add(adamw->exp_avg());
+          add(adamw->exp_avg_sq());
+          add(adamw->max_exp_avg_sq());
+        } else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state)) {
+          add(sgd->momentum_buffer());
+        } else if (auto* rms = dynamic_cast<torch::optim::RMSpropParamState*>(state)) {
+          add(rms->square_avg());
+          add(rms->momentum_buffer());
+          add(rms->grad_avg());
+        } else if (auto* ada = dynamic_cast<torch::optim::AdagradParamState*>(state)) {
+          add(ada->sum());
+        }
+      }
+    }
+    return out;
   }
 
  private:

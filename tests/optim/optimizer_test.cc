@@ -124,6 +124,30 @@ TEST_F(OptimizerSwarm, ThreePeersAdvanceTogetherWithIdenticalParameters) {
   EXPECT_GE(a->opt->global_progress().epoch, 3u);
 }
 
+std::vector<float> Flat(const std::vector<torch::Tensor>& tensors) {
+  std::vector<float> out;
+  for (const torch::Tensor& t : tensors) {
+    out.insert(out.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  }
+  return out;
+}
+
+TEST_F(OptimizerSwarm, LocalUpdatesAverageParametersAndOptimizerStatistics) {
+  OptimizerOptions options = Options();
+  options.use_local_updates = true;  // local steps: momentum buffers drift apart
+  std::vector<Peer*> peers = {AddPeer(1, options), AddPeer(2, options),
+                              AddPeer(3, options)};
+  for (Peer* p : peers) Train(p, 2, reinterpret_cast<uintptr_t>(p));
+  for (Peer* p : peers) p->thread.join();
+  const std::vector<float> momentum = Flat(peers[0]->opt->inner().Statistics());
+  ASSERT_EQ(momentum.size(), Flat(peers[0]->model).size());  // one buffer per param
+  for (Peer* p : peers) {
+    EXPECT_EQ(p->opt->local_epoch(), 2);
+    EXPECT_EQ(Flat(p->model), Flat(peers[0]->model));
+    EXPECT_EQ(Flat(p->opt->inner().Statistics()), momentum);
+  }
+}
+
 TEST_F(OptimizerSwarm, DelayedUpdatesOverlapAveragingAndStillAgree) {
   OptimizerOptions options = Options();
   options.delay_updates = true;

@@ -156,9 +156,15 @@ class HIVEMIND_EXPORT InnerOptimizer {
   virtual absl::StatusOr<std::string> SaveState() = 0;
   // kDataLoss for bytes SaveState did not write (of another optimizer or model).
   virtual absl::Status LoadState(const std::string& bytes) = 0;
+  // The optimizer's running statistics (Adam's moments, SGD's momentum: float32,
+  // contiguous, CPU), averaged in place together with the parameters. The same list
+  // on every peer of a swarm (same model and optimizer, after its first step).
+  // Default: none.
+  virtual std::vector<torch::Tensor> Statistics() { return {}; }
 };
 
-// Adapts a libtorch optimizer (state bytes: torch::serialize archives).
+// Adapts a libtorch optimizer (state bytes: torch::serialize archives). Statistics:
+// the moment and momentum buffers of Adam, AdamW, SGD, RMSprop and Adagrad.
 HIVEMIND_EXPORT std::unique_ptr<InnerOptimizer> WrapTorchOptimizer(
     std::unique_ptr<torch::optim::Optimizer> optimizer);
 
