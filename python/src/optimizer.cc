@@ -6,6 +6,7 @@
 // GIL before calling in; PyInnerOptimizer takes it back for each call. The
 // optimizer's background threads (progress tracking, averaging, state serving)
 // never call the InnerOptimizer.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -66,6 +67,40 @@ class PyInnerOptimizer : public InnerOptimizer {
       return absl::DataLossError(
           absl::StrCat("cannot read the optimizer state: ", e.what()));
     }
+  }
+
+  // The float32 state tensors shaped like their parameter (Adam's exp_avg and
+  // exp_avg_sq, SGD's momentum_buffer, ...), per parameter in group order and by
+  // key name, so every peer with the same optimizer lists them alike.
+  std::vector<torch::Tensor> Statistics() override {
+    py::gil_scoped_acquire gil;
+    std::vector<torch::Tensor> out;
+    try {
+      py::dict state = optimizer_.attr("state");
+      for (py::handle group : optimizer_.attr("param_groups")) {
+        for (py::handle param : group["params"]) {
+          if (!state.contains(param)) continue;
+          const torch::Tensor p = param.cast<torch::Tensor>();
+          py::dict entries = state[param];
+          std::vector<std::string> keys;
+          for (auto item : entries) keys.push_back(py::str(item.first));
+          std::sort(keys.begin(), keys.end());
+          for (const std::string& key : keys) {
+            py::object value = entries[py::str(key)];
+            if (!THPVariable_Check(value.ptr())) continue;
+            torch::Tensor t = value.cast<torch::Tensor>();
+            if (t.dim() > 0 && t.sizes() == p.sizes() &&
+                t.scalar_type() == torch::kFloat && t.is_contiguous() &&
+                t.device().is_cpu()) {
+              out.push_back(t);
+            }
+          }
+        }
+      }
+    } catch (const std::exception&) {
+      return {};  // an optimizer without the usual state layout: nothing averaged
+    }
+    return out;
   }
 
   // The first Python exception raised by step() or zero_grad() since the last

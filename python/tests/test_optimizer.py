@@ -31,10 +31,8 @@ class Peer:
         options.setdefault("matchmaking_time", 3.0)
         options.setdefault("averaging_timeout", 20.0)
         options.setdefault("target_group_size", 3)
-        self.opt = hm.Optimizer(
-            dht=dht, run_id=RUN,
-            optimizer=torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9),
-            **options)
+        self.inner = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        self.opt = hm.Optimizer(dht=dht, run_id=RUN, optimizer=self.inner, **options)
 
     def batch(self, generator):
         x = torch.randn(16, 8, generator=generator)
@@ -58,6 +56,26 @@ def start_together(peers):
     for peer in peers:
         peer.opt.step(batch_size=1)
     assert wait_until(lambda: all(p.opt.progress.num_peers == len(peers) for p in peers))
+
+
+def momentum(peer):
+    state = peer.inner.state
+    return torch.cat([state[p]["momentum_buffer"].flatten() for p in peer.model.parameters()])
+
+
+def test_local_updates_average_parameters_and_momentum(make_dht):
+    peers = [Peer(make_dht(), seed, use_local_updates=True) for seed in (1, 2, 3)]
+    try:
+        start_together(peers)
+        run_in_threads([lambda p=p, i=i: p.train(2, i) for i, p in enumerate(peers)])
+        for peer in peers:
+            assert peer.opt.local_epoch == 2
+            assert torch.equal(flat(peer.model), flat(peers[0].model))
+            # Local steps made the momentum buffers differ; the epoch averaged them.
+            assert torch.equal(momentum(peer), momentum(peers[0]))
+    finally:
+        for peer in peers:
+            peer.opt.shutdown()
 
 
 def test_three_peers_train_and_their_parameters_agree(make_dht):
