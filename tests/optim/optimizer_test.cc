@@ -238,6 +238,31 @@ TEST_F(OptimizerSwarm, ClientAndAuxiliaryPeersTakePart) {
   EXPECT_GT(x->opt->stats().rounds_ok, 0);
 }
 
+TEST_F(OptimizerSwarm, TheEpochAdvancesWhenTheSwarmReachesTheTarget) {
+  OptimizerOptions options = Options();
+  options.target_batch_size = 64;
+  options.matchmaking_time = absl::Milliseconds(500);  // alone: averaging fails fast
+  Peer* a = AddPeer(1, options);
+  torch::manual_seed(5);
+  std::vector<bool> advanced;
+  for (int step = 0; step < 8; ++step) {
+    torch::Tensor x = torch::randn({16, 8});
+    a->opt->ZeroGrad();
+    torch::mse_loss(a->model->forward(x), torch::zeros({16, 2})).backward();
+    absl::StatusOr<OptimizerStepReport> report = a->opt->Step(16);
+    ASSERT_TRUE(report.ok()) << report.status();
+    advanced.push_back(report->epoch_advanced);
+    if (report->epoch_advanced) {
+      // Alone, it goes on with its local gradients and says why.
+      EXPECT_EQ(report->averaging_status.code(), absl::StatusCode::kDeadlineExceeded);
+    }
+  }
+  // 64 samples = 4 steps of 16: the 4th and the 8th step end an epoch, no other.
+  EXPECT_EQ(advanced,
+            (std::vector<bool>{false, false, false, true, false, false, false, true}));
+  EXPECT_EQ(a->opt->local_epoch(), 2);
+}
+
 TEST_F(OptimizerSwarm, CheckpointsRoundTripAndRejectOtherModels) {
   Peer* a = AddPeer(1);
   const std::string path = ::testing::TempDir() + "/hivemind_optim.ckpt";
