@@ -171,9 +171,10 @@ class Matchmaker::State {
       if (peer == self_.member.peer_id || record.expiration <= now) continue;
       auto declared = internal::ParseDeclaration(record.value);
       if (!declared.ok() || declared->schema_hash != self_.schema_hash) continue;
+      const std::string& id = peer;  // (lambdas cannot capture structured bindings)
       const bool joined =
           std::any_of(pending_.begin(), pending_.end(),
-                      [&](const auto& joiner) { return joiner.first.peer_id == peer; });
+                      [&id](const auto& joiner) { return joiner.first.peer_id == id; });
       if (!joined) return false;
     }
     return true;

@@ -246,7 +246,11 @@ void OptimizerCore::Shutdown() {
 absl::StatusOr<OptimizerStepReport> OptimizerCore::Step(int64_t batch_size, double loss) {
   if (shut_down_) return absl::CancelledError("the optimizer has shut down");
   OptimizerStepReport report;
-  if (tracker_->global_progress().epoch > static_cast<uint64_t>(local_epoch_) &&
+  // With delayed updates the others advance their epoch when their round starts,
+  // so one epoch behind still meets them in that round.
+  const uint64_t allowed_lag = options_.delay_updates ? 1 : 0;
+  if (tracker_->global_progress().epoch >
+          static_cast<uint64_t>(local_epoch_) + allowed_lag &&
       !auxiliary()) {
     // Behind the swarm: the round of this epoch is over; catch up instead.
     pending_.reset();
