@@ -14,6 +14,8 @@ namespace {
 
 // The refusal of a peer that is not (yet) leading: ask it again later.
 constexpr char kNotLeading[] = "not leading a group";
+// The refusal of a peer waiting on another leader: it may lead again; ask later.
+constexpr char kFollowing[] = "following another leader";
 
 void Refuse(const Responder& responder, const std::string& reason) {
   internal::JoinResponse no;
@@ -127,7 +129,7 @@ class Matchmaker::State {
     if (!searching_) {
       refusal = "not looking for a group";
     } else if (following_) {
-      refusal = "following another leader";
+      refusal = kFollowing;
     } else if (!leading_) {
       refusal = kNotLeading;
     } else if (request->group_key != key_) {
@@ -275,7 +277,10 @@ absl::StatusOr<MatchedGroup> Matchmaker::Follow(const std::string& key,
         return MatchedGroup{std::move(response->group),
                             static_cast<int>(response->your_index)};
       }
-      if (!response.ok() || response->reason != kNotLeading) {
+      // Not leading, or following someone for now: it may lead later, ask again.
+      // Dead, full or incompatible: skip it for good.
+      if (!response.ok() ||
+          (response->reason != kNotLeading && response->reason != kFollowing)) {
         skip.insert(leader.member.peer_id);
       }
     }
@@ -379,10 +384,21 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
     state_->WaitFull(lead_until, early, options.min_group_size, false);
   }
   if (state_->Joiners() == 0) {
+    // Still alone: first ask the leaders before this peer (the first of several lone
+    // leaders has none and keeps leading a while, so the others gather with it),
+    // then, near the end, any leader with room.
+    const absl::Time last = self.deadline - options.matchmaking_time / 6;
     state_->StopLeading();
-    auto late = Follow(key, self, options, self.deadline, /*any_order=*/false);
+    auto late = Follow(key, self, options, last, /*any_order=*/false);
     if (late.ok()) return late;
     state_->StartLeading();
+    state_->WaitFull(last, early, options.min_group_size, false);
+    if (state_->Joiners() == 0) {
+      state_->StopLeading();
+      late = Follow(key, self, options, self.deadline, /*any_order=*/true);
+      if (late.ok()) return late;
+      state_->StartLeading();
+    }
   }
   state_->WaitFull(self.deadline, early, options.min_group_size, false);
   auto joiners = state_->StopLeading();

@@ -18,14 +18,15 @@
 //     again and find that peer too - and asks that peer to take it.
 //  5. A leader still alone near its deadline stops leading and asks the leaders
 //     before it to take it (the first of several lone leaders keeps leading, so
-//     the others gather with it).
-//  A leader refuses a joiner with a different group key or schema hash, or when full;
-//  a peer that is not leading refuses, saying whether it is still searching (ask
-//  again) or following (look elsewhere). A peer only ever waits on peers before it
-//  in (deadline, id) order and stops leading before it follows, so no two peers
-//  wait on each other; every request has a deadline, so nothing waits forever.
-//  Views of the DHT that differ can still split peers into several groups, or
-//  leave one alone.
+//     the others gather with it); still alone in the last sixth of its time, it
+//     asks any leader with room.
+//  A leader refuses a joiner with a different group key or schema hash, or when
+//  full; a peer that is not leading (still searching, or waiting on another leader)
+//  refuses, and is asked again later: it may lead yet. Only non-leaders ask and only
+//  leaders are waited on (a peer stops leading before it asks), so no two peers wait
+//  on each other; every request has a deadline, so nothing waits forever. Views of
+//  the DHT that differ can still split peers into several groups, or leave one
+//  alone.
 #ifndef HIVEMIND_AVERAGING_MATCHMAKING_H_
 #define HIVEMIND_AVERAGING_MATCHMAKING_H_
 
