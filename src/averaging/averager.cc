@@ -287,6 +287,7 @@ MatchmakingOptions AveragerCore::MatchmakingFor(const StepState& step,
   mm.target_group_size = options_.target_group_size;
   mm.min_group_size = options_.min_group_size;
   mm.matchmaking_time = time;
+  mm.assemble_early = options_.assemble_early;
   mm.self.peer_id = endpoint_->id();
   mm.self.address = endpoint_->address();
   mm.self.bandwidth = options_.bandwidth;

@@ -80,7 +80,7 @@ class Matchmaker::State {
     leading_ = true;
   }
 
-  // While this peer waits on a leader it will not lead: joiners should look elsewhere.
+  // While this peer waits on a leader it does not lead: joiners ask again later.
   void SetFollowing(bool following) {
     internal::MutexLock lock(&mu_);
     following_ = following;
@@ -370,7 +370,9 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   // wait on each other.)
   state_->StartLeading();
   // Early assembly only after a grace period: peers a little behind still declare.
-  const absl::Time early = absl::Now() + options.matchmaking_time / 4;
+  const absl::Time early = options.assemble_early
+                               ? absl::Now() + options.matchmaking_time / 4
+                               : absl::InfiniteFuture();
   const absl::Time lead_until = self.deadline - options.matchmaking_time / 3;
   if (state_->WaitFull(lead_until, early, options.min_group_size,
                        /*watch_better=*/true)) {

@@ -202,6 +202,9 @@ absl::StatusOr<std::unique_ptr<DecentralizedAverager>> OptimizerCore::MakeAverag
   a.target_group_size = options_.target_group_size;
   a.min_group_size = options_.min_group_size;
   a.matchmaking_time = options_.matchmaking_time;
+  // A peer that misses a round goes on (local gradients, or it loads the state), so
+  // rounds need not wait for absent peers.
+  a.assemble_early = true;
   a.allreduce_timeout = options_.averaging_timeout;
   a.codec = codec;
   a.error_feedback = error_feedback && codec != nullptr;

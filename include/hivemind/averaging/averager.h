@@ -64,6 +64,10 @@ struct HIVEMIND_EXPORT AveragerOptions {
   // One matchmaking attempt. Default: 5 s.
   absl::Duration matchmaking_time = absl::Seconds(5);
 
+  // MatchmakingOptions::assemble_early: leaders do not wait for a full group once
+  // everyone they heard declaring has joined. Default: false.
+  bool assemble_early = false;
+
   // Moshpit: the length of the group bits ("0"/"1" characters). Peers start with
   // random bits and, after each round, draw new ones from their place in the group
   // (moshpit.h), so that successive rounds mix different peers. With g^d peers,

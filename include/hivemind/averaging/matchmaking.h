@@ -9,10 +9,10 @@
 //     own; it asks them to lead it, smallest first (kJoinRequest).
 //  3. A peer that no candidate accepts leads: it accepts joiners until the group has
 //     `target_group_size` members, or until its deadline with at least
-//     `min_group_size`, or - after a grace of a quarter of the matchmaking time -
-//     until every peer it has seen declared (through lookups and a DHT listener)
-//     has joined; then it shuffles the members, draws a random group id and
-//     answers every pending join with the group (kJoinResponse).
+//     `min_group_size`, or (with assemble_early, after a grace of a quarter of the
+//     matchmaking time) until every peer it has seen declared (through lookups and
+//     a DHT listener) has joined; then it shuffles the members, draws a random
+//     group id and answers every pending join with the group (kJoinResponse).
 //  4. A leader that hears of a peer leading before it (its declaration arrived
 //     late) hands its joiners over - it refuses them as "not leading" so they ask
 //     again and find that peer too - and asks that peer to take it.
@@ -67,6 +67,13 @@ struct HIVEMIND_EXPORT MatchmakingOptions {
   // How long to look for a group; also the deadline a leader assembles at.
   // Default: 5 s.
   absl::Duration matchmaking_time = absl::Seconds(5);
+
+  // A leader also assembles - a quarter of matchmaking_time after it began leading -
+  // as soon as every peer it has heard declaring has joined, instead of waiting for
+  // a full group or its deadline. Faster when fewer peers than target_group_size
+  // take part; a peer whose declaration spreads later than that misses the group.
+  // Default: false (wait for a full group or the deadline).
+  bool assemble_early = false;
 
   // Time given to declarations to spread before reading them. Default: 300 ms.
   absl::Duration settle_time = absl::Milliseconds(300);
