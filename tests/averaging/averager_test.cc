@@ -42,7 +42,7 @@ class AveragerSwarm : public ::testing::Test {
     options.prefix = "test.grads";
     options.target_group_size = target;
     options.min_group_size = 2;
-    options.matchmaking_time = absl::Seconds(4);
+    options.matchmaking_time = absl::Seconds(8);  // generous: CI runs tests side by side
     options.allreduce_timeout = absl::Seconds(20);
     return options;
   }
