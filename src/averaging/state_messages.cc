@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "codec/zstd_stage.h"
 #include "hivemind/averaging/state_sharing.h"
 #include "hivemind/wire/buffer.h"
 #include "util/status_macros.h"
@@ -12,15 +13,25 @@
 namespace hivemind {
 namespace {
 
-// First byte of a state blob.
+// First byte of a state blob: the raw layout, or zstd over a raw blob.
 constexpr uint8_t kStateBlobVersion = 1;
+constexpr uint8_t kCompressedStateBlobVersion = 2;
+
+// A compressed blob may not claim to expand beyond this (nor beyond zstd's largest
+// ratio), so a hostile donor cannot make the loader allocate without bound.
+constexpr uint64_t kMaxExpandedStateBytes = uint64_t{64} << 30;
+constexpr uint64_t kMaxZstdRatio = 32768;
+
+absl::StatusOr<PeerState> ParseRawPeerState(absl::string_view blob);
 
 // Both times and sizes on the wire stay below 2^62, so sums never overflow.
 constexpr uint64_t kMaxStateBytes = uint64_t{1} << 62;
 
 }  // namespace
 
-std::string SerializePeerState(const PeerState& state) {
+namespace {
+
+std::string SerializeRawPeerState(const PeerState& state) {
   if (state.metadata.size() > kMaxStateMetadataSize) std::abort();
   const size_t value_bytes = state.values.size() * sizeof(float);
   std::string blob;
@@ -38,7 +49,42 @@ std::string SerializePeerState(const PeerState& state) {
   return blob;
 }
 
+}  // namespace
+
+std::string SerializePeerState(const PeerState& state, int zstd_level) {
+  std::string raw = SerializeRawPeerState(state);
+  if (zstd_level <= 0) return raw;
+  std::string blob(1 + 8 + internal::ZstdBound(raw.size()), '\0');
+  blob[0] = static_cast<char>(kCompressedStateBlobVersion);
+  const uint64_t raw_size = raw.size();
+  for (int i = 0; i < 8; ++i) blob[1 + i] = static_cast<char>(raw_size >> (8 * i));
+  absl::StatusOr<size_t> size =
+      internal::ZstdCompress(raw, zstd_level, blob.data() + 9, blob.size() - 9);
+  if (!size.ok()) return raw;  // cannot happen (ZstdBound); serve it raw then
+  blob.resize(9 + *size);
+  return blob;
+}
+
 absl::StatusOr<PeerState> ParsePeerState(absl::string_view blob) {
+  if (blob.empty() || static_cast<uint8_t>(blob[0]) != kCompressedStateBlobVersion) {
+    return ParseRawPeerState(blob);
+  }
+  wire::Reader r(blob.substr(1));
+  uint64_t raw_size = 0;
+  HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&raw_size));
+  const absl::string_view frame = blob.substr(9);
+  if (raw_size > kMaxExpandedStateBytes || raw_size > frame.size() * kMaxZstdRatio) {
+    return absl::DataLossError(absl::StrCat("compressed state blob claims ", raw_size,
+                                            " bytes from ", frame.size()));
+  }
+  std::string raw;
+  HIVEMIND_RETURN_IF_ERROR(internal::ZstdExpand(frame, raw_size, &raw));
+  return ParseRawPeerState(raw);
+}
+
+namespace {
+
+absl::StatusOr<PeerState> ParseRawPeerState(absl::string_view blob) {
   wire::Reader r(blob);
   uint8_t version = 0;
   HIVEMIND_RETURN_IF_ERROR(r.ReadU8(&version));
@@ -72,6 +118,8 @@ absl::StatusOr<PeerState> ParsePeerState(absl::string_view blob) {
   state.extra = std::string(extra);
   return state;
 }
+
+}  // namespace
 
 namespace internal {
 

@@ -22,12 +22,13 @@ struct Snapshot {
 
 absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const PeerState& state,
                                                               const std::string& address,
-                                                              uint32_t stripe_bytes) {
+                                                              uint32_t stripe_bytes,
+                                                              int zstd_level) {
   if (state.metadata.size() > kMaxStateMetadataSize) {
     return absl::InvalidArgumentError(absl::StrCat(
         "state metadata of ", state.metadata.size(), " bytes is over the limit"));
   }
-  const std::string blob = SerializePeerState(state);
+  const std::string blob = SerializePeerState(state, zstd_level);
   const uint64_t size = ChooseStripeBytes(blob.size(), stripe_bytes);
   if (size > kMaxStripeBytes) {
     return absl::InvalidArgumentError(
@@ -67,7 +68,8 @@ class StateServerCore {
   // so the DHT never ends up advertising an older snapshot than the one served.
   absl::Status Publish(const PeerState& state, const std::string& address) {
     MutexLock publishing(&publish_mu_);
-    auto snapshot = BuildSnapshot(state, address, options_.stripe_bytes);
+    auto snapshot =
+        BuildSnapshot(state, address, options_.stripe_bytes, options_.zstd_level);
     if (!snapshot.ok()) return snapshot.status();
     std::string advert;
     {

@@ -225,6 +225,7 @@ absl::Status OptimizerCore::Start() {
   if (!options_.endpoint.client_mode) {
     StateServerOptions s;
     s.prefix = absl::StrCat(options_.run_id, ".state");
+    s.zstd_level = options_.state_load_zstd_level;
     HIVEMIND_ASSIGN_OR_RETURN(state_server_,
                               StateServer::Create(state_averager_->endpoint(), dht_, s));
   }

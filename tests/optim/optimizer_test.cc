@@ -167,7 +167,9 @@ TEST_F(OptimizerSwarm, DelayedUpdatesOverlapAveragingAndStillAgree) {
 }
 
 TEST_F(OptimizerSwarm, ALatePeerLoadsTheStateAndJoinsAtTheSwarmsEpoch) {
-  Peer* a = AddPeer(1);
+  OptimizerOptions compressed = Options();
+  compressed.state_load_zstd_level = 3;  // a donor serving a compressed state
+  Peer* a = AddPeer(1, compressed);
   Peer* b = AddPeer(2);
   Train(a, 2, 11);
   Train(b, 2, 12);

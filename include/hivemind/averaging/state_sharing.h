@@ -61,9 +61,12 @@ struct HIVEMIND_EXPORT PeerState {
 // Largest PeerState::metadata.
 inline constexpr size_t kMaxStateMetadataSize = size_t{16} << 20;
 
-// Serializes `state` into one versioned blob (docs/wire_format.md, "State blob").
-// Precondition (checked, aborts): metadata is at most kMaxStateMetadataSize bytes.
-HIVEMIND_EXPORT std::string SerializePeerState(const PeerState& state);
+// Serializes `state` into one versioned blob (docs/wire_format.md, "State blob"),
+// compressed with zstd at `zstd_level` when it is > 0 (lossless; ParsePeerState
+// reads both forms). Precondition (checked, aborts): metadata is at most
+// kMaxStateMetadataSize bytes.
+HIVEMIND_EXPORT std::string SerializePeerState(const PeerState& state,
+                                               int zstd_level = 0);
 
 // Parses a blob written by SerializePeerState. Never reads outside `blob`. Returns
 // kDataLoss for a truncated blob, trailing bytes, an unknown version or an
@@ -81,6 +84,10 @@ struct HIVEMIND_EXPORT StateServerOptions {
   // 4000 stripes). At least 4 KiB, at most 32 MiB (the loader's endpoint must
   // accept bodies this large: EndpointOptions::max_body_size). Default: 1 MiB.
   uint32_t stripe_bytes = 1u << 20;
+
+  // State-load compression: zstd level of the served blob (1-19; 0 = raw). Costs a
+  // compression pass per Publish; pays off on slow donor uplinks. Default: 0.
+  int zstd_level = 0;
 
   // Lifetime of an advert in the DHT. A donor that dies stays advertised this long
   // (loaders drop it after one failed request). Default: 60 s.

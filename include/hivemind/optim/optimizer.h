@@ -120,6 +120,10 @@ struct HIVEMIND_EXPORT OptimizerOptions {
   // Announced bandwidth for load balancing (0 = unknown). Default: 0.
   double bandwidth = 0.0;
 
+  // State-load compression, chosen apart from the averaging codecs: the zstd level
+  // of the state this peer serves to newcomers (lossless; 0 = raw). Default: 0.
+  int state_load_zstd_level = 0;
+
   // Donors to download state from at once. Default: 3.
   int load_state_max_donors = 3;
 
