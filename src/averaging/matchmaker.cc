@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <vector>
@@ -22,6 +23,18 @@ void Refuse(const Responder& responder, const std::string& reason) {
   no.reason = reason;
   responder.Reply(wire::MessageType::kJoinResponse,
                   MakeSharedBytes(internal::EncodeJoinResponse(no)));
+}
+
+// The declaration in `record` if it is another peer's, with this peer's schema
+// (a declaration whose peer id differs from its subkey is ignored).
+std::optional<internal::Declaration> CompatibleDeclaration(
+    const DhtRecord& record, const internal::Declaration& self) {
+  auto d = internal::ParseDeclaration(record.value);
+  if (!d.ok() || d->member.peer_id != record.subkey ||
+      d->member.peer_id == self.member.peer_id || d->schema_hash != self.schema_hash) {
+    return std::nullopt;
+  }
+  return *std::move(d);
 }
 
 }  // namespace
@@ -156,10 +169,9 @@ class Matchmaker::State {
   // peer.
   bool BetterLeaderHeard(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& [peer, record] : heard_) {
-      if (peer == self_.member.peer_id || record.expiration <= now) continue;
-      auto declared = internal::ParseDeclaration(record.value);
-      if (declared.ok() && declared->schema_hash == self_.schema_hash &&
-          declared->member.mode != MemberMode::kClient &&
+      if (record.expiration <= now) continue;
+      auto declared = CompatibleDeclaration(record, self_);
+      if (declared && declared->member.mode != MemberMode::kClient &&
           internal::LeadsBefore(*declared, self_)) {
         return true;
       }
@@ -170,9 +182,7 @@ class Matchmaker::State {
   // Whether every live declaration heard (same schema, not this peer) is a joiner.
   bool EveryoneHeardJoined(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& [peer, record] : heard_) {
-      if (peer == self_.member.peer_id || record.expiration <= now) continue;
-      auto declared = internal::ParseDeclaration(record.value);
-      if (!declared.ok() || declared->schema_hash != self_.schema_hash) continue;
+      if (record.expiration <= now || !CompatibleDeclaration(record, self_)) continue;
       const std::string& id = peer;  // (lambdas cannot capture structured bindings)
       const bool joined =
           std::any_of(pending_.begin(), pending_.end(),
@@ -235,11 +245,8 @@ std::vector<internal::Declaration> Candidates(const std::vector<DhtRecord>& reco
                                               bool any_order) {
   std::vector<internal::Declaration> out;
   for (const DhtRecord& record : records) {
-    auto d = internal::ParseDeclaration(record.value);
-    if (!d.ok() || d->member.peer_id != record.subkey) continue;
-    if (d->member.peer_id == self.member.peer_id) continue;
-    if (d->schema_hash != self.schema_hash || d->member.mode == MemberMode::kClient)
-      continue;
+    auto d = CompatibleDeclaration(record, self);
+    if (!d || d->member.mode == MemberMode::kClient) continue;
     if (any_order || internal::LeadsBefore(*d, self)) out.push_back(*std::move(d));
   }
   std::sort(out.begin(), out.end(), internal::LeadsBefore);

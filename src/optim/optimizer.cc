@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <numeric>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -61,8 +62,10 @@ class OptimizerCore {
   absl::StatusOr<std::unique_ptr<DecentralizedAverager>> MakeAverager(
       const std::string& name, const std::vector<size_t>& sizes, const Codec* codec,
       bool error_feedback);
-  // Starts averaging the optimizer's statistics (none: an empty list, no round).
-  std::vector<torch::Tensor> StartStatistics(std::optional<StepHandle>* step);
+  // Starts averaging the optimizer's statistics, flattened into `flat` (none: an
+  // empty list, no round).
+  std::vector<torch::Tensor> StartStatistics(std::vector<float>* flat,
+                                             std::optional<StepHandle>* step);
   absl::Status Accumulate(int64_t batch_size);
   void EndEpoch(OptimizerStepReport* report);
   // Averages `values` through `averager` for this epoch: Start queues the round,
@@ -425,13 +428,12 @@ std::vector<float> OptimizerCore::MeanGradients() const {
 
 void OptimizerCore::ApplyGradients(const std::vector<float>& grads) {
   if (auxiliary()) return;
-  const float* src = grads.data();
+  std::vector<torch::Tensor> targets;
   for (torch::Tensor& p : params_) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    std::memcpy(p.mutable_grad().data_ptr<float>(), src,
-                static_cast<size_t>(p.numel()) * sizeof(float));
-    src += p.numel();
+    targets.push_back(p.mutable_grad());
   }
+  Unflatten(grads.data(), targets);
   InnerStep();
 }
 
@@ -496,7 +498,7 @@ void OptimizerCore::ApplyDiLoCo(OptimizerStepReport* report) {
 }
 
 std::vector<torch::Tensor> OptimizerCore::StartStatistics(
-    std::optional<StepHandle>* step) {
+    std::vector<float>* flat, std::optional<StepHandle>* step) {
   std::vector<torch::Tensor> stats = inner_->Statistics();
   std::vector<size_t> sizes;
   for (const torch::Tensor& t : stats) {
@@ -515,29 +517,20 @@ std::vector<torch::Tensor> OptimizerCore::StartStatistics(
     }
     stats_averager_ = *std::move(made);
   }
-  {
-    TensorLock tensors = stats_averager_->LockTensors();
-    if (tensors.sizes() != sizes) return {};  // the optimizer changed shape
-    float* out = tensors.flat().data();
-    for (const torch::Tensor& t : stats) {
-      std::memcpy(out, t.data_ptr<float>(),
-                  static_cast<size_t>(t.numel()) * sizeof(float));
-      out += t.numel();
-    }
-  }
-  StepOptions options;
-  options.round = absl::StrCat("e", local_epoch_);
-  options.timeout = options_.averaging_timeout;
-  options.allow_retries = false;
-  step->emplace(stats_averager_->Step(options));
+  if (stats_averager_->LockTensors().sizes() != sizes) return {};  // changed shape
+  flat->resize(std::accumulate(sizes.begin(), sizes.end(), size_t{0}));
+  Flatten(stats, flat->data());
+  step->emplace(StartAveraging(*stats_averager_, *flat, 1.0f));
   return stats;
 }
 
 void OptimizerCore::AverageParameters() {
   std::vector<float> params = FlatParameters();
+  std::vector<float> flat_stats;
   std::optional<StepHandle> stats_step;
-  std::vector<torch::Tensor> stats =
-      auxiliary() ? std::vector<torch::Tensor>{} : StartStatistics(&stats_step);
+  std::vector<torch::Tensor> stats = auxiliary()
+                                         ? std::vector<torch::Tensor>{}
+                                         : StartStatistics(&flat_stats, &stats_step);
   int group_size = 1;
   absl::Status status = Average(*state_averager_, params, 1.0f, &group_size);
   if (!status.ok()) {
@@ -546,15 +539,10 @@ void OptimizerCore::AverageParameters() {
   }
   if (!auxiliary() && group_size > 1) SetParameters(params);
   if (stats.empty() || !stats_step) return;
-  absl::StatusOr<StepResult> averaged = stats_step->Wait();
-  if (!averaged.ok() || averaged->group.members.size() < 2) return;
-  torch::NoGradGuard no_grad;
-  TensorLock tensors = stats_averager_->LockTensors();
-  const float* in = tensors.flat().data();
-  for (torch::Tensor& t : stats) {
-    std::memcpy(t.data_ptr<float>(), in, static_cast<size_t>(t.numel()) * sizeof(float));
-    in += t.numel();
-  }
+  int stats_group_size = 1;
+  FinishAveraging(*stats_averager_, *stats_step, flat_stats, &stats_group_size)
+      .IgnoreError();  // a failed round leaves the local statistics
+  if (stats_group_size > 1) Unflatten(flat_stats.data(), stats);
 }
 
 std::vector<float> OptimizerCore::FlatParameters() const {

@@ -1,5 +1,4 @@
 // All-reduce among child processes, one of which is killed with SIGKILL mid-round.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,51 +12,22 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "hivemind/averaging/load_balancing.h"
+#include "tests/child_process.h"
 
 namespace hivemind {
 namespace {
 
-struct Child {
-  pid_t pid = -1;
-  FILE* to = nullptr;    // its stdin
-  FILE* from = nullptr;  // its stdout
-  std::string output;    // result file
-};
+using testing_util::Child;
+using testing_util::ReadLine;
 
+// Member `index` of `n`; a non-empty `kill_after` makes it SIGKILL itself after
+// sending that many bytes.
 Child Spawn(int index, int n, size_t numel, const std::string& output,
             const std::string& kill_after) {
-  int in[2], out[2];
-  EXPECT_EQ(pipe(in), 0);
-  EXPECT_EQ(pipe(out), 0);
-  Child c;
-  c.output = output;
-  c.pid = fork();
-  if (c.pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    close(in[1]);
-    close(out[0]);
-    const std::string i = std::to_string(index), ns = std::to_string(n),
-                      m = std::to_string(numel);
-    if (kill_after.empty()) {
-      execl(HIVEMIND_ALLREDUCE_PEER, HIVEMIND_ALLREDUCE_PEER, i.c_str(), ns.c_str(),
-            m.c_str(), output.c_str(), static_cast<char*>(nullptr));
-    } else {
-      execl(HIVEMIND_ALLREDUCE_PEER, HIVEMIND_ALLREDUCE_PEER, i.c_str(), ns.c_str(),
-            m.c_str(), output.c_str(), kill_after.c_str(), static_cast<char*>(nullptr));
-    }
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  c.to = fdopen(in[1], "w");
-  c.from = fdopen(out[0], "r");
-  return c;
-}
-
-std::string ReadLine(FILE* f) {
-  char buffer[512];
-  return fgets(buffer, sizeof(buffer), f) ? std::string(buffer) : std::string();
+  std::vector<std::string> args = {std::to_string(index), std::to_string(n),
+                                   std::to_string(numel), output};
+  if (!kill_after.empty()) args.push_back(kill_after);
+  return testing_util::SpawnChild(HIVEMIND_ALLREDUCE_PEER, args);
 }
 
 float Input(int member, size_t k) {
@@ -69,10 +39,12 @@ TEST(AllReduceProcesses, SurvivorsOfASigkilledMemberFinishWithTheDocumentedResul
   const size_t numel = size_t{8} << 20;  // 32 MiB per member
   const std::string dir = ::testing::TempDir();
   std::vector<Child> children;
+  std::vector<std::string> outputs;  // result files
   for (int i = 0; i < n; ++i) {
+    outputs.push_back(dir + "/allreduce_out_" + std::to_string(i));
     // The victim SIGKILLs itself after sending 4 MiB of its 24 MiB of parts.
-    children.push_back(Spawn(i, n, numel, dir + "/allreduce_out_" + std::to_string(i),
-                             i == victim ? std::to_string(4 << 20) : ""));
+    children.push_back(
+        Spawn(i, n, numel, outputs.back(), i == victim ? std::to_string(4 << 20) : ""));
   }
   std::string addresses;
   for (Child& c : children) {
@@ -109,7 +81,7 @@ TEST(AllReduceProcesses, SurvivorsOfASigkilledMemberFinishWithTheDocumentedResul
     if (i == victim) continue;
     EXPECT_NE(done[i].find("DONE OK"), std::string::npos) << done[i];
     if (done[i].find("excluded=0 failed_spans=0") == std::string::npos) ++saw_failure;
-    std::ifstream(children[i].output, std::ios::binary)
+    std::ifstream(outputs[i], std::ios::binary)
         .read(reinterpret_cast<char*>(results[i].data()),
               static_cast<std::streamsize>(numel * sizeof(float)));
   }

@@ -1,6 +1,5 @@
 // State loading from three donor processes, one of which is killed with SIGKILL in
 // the middle of the transfer: the loader still ends with the exact state.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,46 +14,16 @@
 #include "hivemind/averaging/state_sharing.h"
 #include "hivemind/dht/opendht_node.h"
 #include "tests/averaging/state_fixture.h"
+#include "tests/child_process.h"
 
 namespace hivemind {
 namespace {
 
-struct Child {
-  pid_t pid = -1;
-  FILE* to = nullptr;    // its stdin
-  FILE* from = nullptr;  // its stdout
-};
+using testing_util::Child;
+using testing_util::ReadLine;
 
 Child Spawn(const std::vector<std::string>& args) {
-  // Close-on-exec, so later children do not inherit (and hold open) this child's
-  // stdin; dup2 clears the flag on the copies the child keeps.
-  int in[2], out[2];
-  EXPECT_EQ(pipe2(in, O_CLOEXEC), 0);
-  EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
-  Child c;
-  c.pid = fork();
-  if (c.pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    close(in[1]);
-    close(out[0]);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(HIVEMIND_STATE_DONOR));
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(HIVEMIND_STATE_DONOR, argv.data());
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  c.to = fdopen(in[1], "w");
-  c.from = fdopen(out[0], "r");
-  return c;
-}
-
-std::string ReadLine(FILE* f) {
-  char buffer[512];
-  return fgets(buffer, sizeof(buffer), f) ? std::string(buffer) : std::string();
+  return testing_util::SpawnChild(HIVEMIND_STATE_DONOR, args);
 }
 
 TEST(StateSharingProcesses, LoadsTheExactStateWhenADonorIsSigkilledMidTransfer) {

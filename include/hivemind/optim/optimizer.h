@@ -174,7 +174,7 @@ HIVEMIND_EXPORT std::unique_ptr<InnerOptimizer> WrapTorchOptimizer(
 
 // Counters since creation.
 struct HIVEMIND_EXPORT OptimizerStats {
-  uint64_t bytes_sent = 0;  // all-reduce message bodies, both averagers
+  uint64_t bytes_sent = 0;  // all-reduce message bodies, every averager
   uint64_t bytes_received = 0;
   int64_t rounds_ok = 0;      // averaging rounds that averaged everything
   int64_t rounds_failed = 0;  // rounds that left (some) local values
