@@ -18,9 +18,11 @@ constexpr char kNotLeading[] = "not leading a group";
 // The refusal of a peer waiting on another leader: it may lead again; ask later.
 constexpr char kFollowing[] = "following another leader";
 
-void Refuse(const Responder& responder, const std::string& reason) {
+void Refuse(const Responder& responder, const std::string& reason,
+            std::optional<internal::Declaration> redirect = std::nullopt) {
   internal::JoinResponse no;
   no.reason = reason;
+  no.redirect = std::move(redirect);
   responder.Reply(wire::MessageType::kJoinResponse,
                   MakeSharedBytes(internal::EncodeJoinResponse(no)));
 }
@@ -49,7 +51,7 @@ class Matchmaker::State {
     self_ = self;
     target_ = target;
     leading_ = false;
-    following_ = false;
+    following_.reset();
     searching_ = true;
     pending_.clear();
   }
@@ -93,10 +95,12 @@ class Matchmaker::State {
     leading_ = true;
   }
 
-  // While this peer waits on a leader it does not lead: joiners ask again later.
-  void SetFollowing(bool following) {
+  // While this peer waits on `leader` it does not lead: joiners are refused, told
+  // which leader it waits on, and may ask again later. Null: no longer waiting.
+  void SetFollowing(const internal::Declaration* leader) {
     internal::MutexLock lock(&mu_);
-    following_ = following;
+    following_.reset();
+    if (leader != nullptr) following_ = *leader;
   }
 
   // Stops leading and hands over who is waiting.
@@ -142,7 +146,8 @@ class Matchmaker::State {
     if (!searching_) {
       refusal = "not looking for a group";
     } else if (following_) {
-      refusal = kFollowing;
+      Refuse(responder, kFollowing, following_);
+      return;
     } else if (!leading_) {
       refusal = kNotLeading;
     } else if (request->group_key != key_) {
@@ -198,7 +203,7 @@ class Matchmaker::State {
   internal::Declaration self_ ABSL_GUARDED_BY(mu_);
   int target_ ABSL_GUARDED_BY(mu_) = 0;
   bool leading_ ABSL_GUARDED_BY(mu_) = false;
-  bool following_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<internal::Declaration> following_ ABSL_GUARDED_BY(mu_);
   bool searching_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::pair<GroupMember, Responder>> pending_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, DhtRecord> heard_ ABSL_GUARDED_BY(mu_);
@@ -253,6 +258,24 @@ std::vector<internal::Declaration> Candidates(const std::vector<DhtRecord>& reco
   return out;
 }
 
+// Appends the tips (leaders named in refusals) that could lead this peer - live,
+// compatible, not skipped, before `self` unless `any_order` - to `candidates`, and
+// keeps the whole list in leading order.
+void AddTips(const std::map<PeerId, internal::Declaration>& tips,
+             const std::set<PeerId>& skip, const internal::Declaration& self,
+             bool any_order, std::vector<internal::Declaration>* candidates) {
+  const absl::Time now = absl::Now();
+  for (const auto& [id, tip] : tips) {
+    if (skip.count(id) || id == self.member.peer_id || tip.deadline <= now ||
+        tip.schema_hash != self.schema_hash || tip.member.mode == MemberMode::kClient ||
+        tip.member.address.empty() || !(any_order || internal::LeadsBefore(tip, self))) {
+      continue;
+    }
+    candidates->push_back(tip);
+  }
+  std::sort(candidates->begin(), candidates->end(), internal::LeadsBefore);
+}
+
 std::string RandomGroupId() {
   std::random_device rd;
   std::string id(16, '\0');
@@ -268,6 +291,9 @@ absl::StatusOr<MatchedGroup> Matchmaker::Follow(const std::string& key,
                                                 absl::Time stop_following,
                                                 bool any_order) {
   std::set<PeerId> skip;
+  // Leaders that refusing peers said they wait on: this peer's view of the DHT may
+  // miss them (a lookup and the listener can both fail to reach a declaration).
+  std::map<PeerId, internal::Declaration> tips;
   while (absl::Now() < stop_following) {
     // A short lookup: declarations arrive as they are found, and a slow node must
     // not eat the time left to follow or lead.
@@ -275,8 +301,10 @@ absl::StatusOr<MatchedGroup> Matchmaker::Follow(const std::string& key,
     if (!records.ok()) return records.status();
     std::vector<internal::Declaration> candidates;
     for (auto& c : Candidates(state_->WithHeard(*records), self, any_order)) {
+      tips.erase(c.member.peer_id);
       if (!skip.count(c.member.peer_id)) candidates.push_back(std::move(c));
     }
+    AddTips(tips, skip, self, any_order, &candidates);
     if (candidates.empty()) break;  // nobody to follow: lead
     for (const internal::Declaration& leader : candidates) {
       absl::StatusOr<internal::JoinResponse> response = AskToJoin(key, self, leader);
@@ -289,6 +317,9 @@ absl::StatusOr<MatchedGroup> Matchmaker::Follow(const std::string& key,
       if (!response.ok() ||
           (response->reason != kNotLeading && response->reason != kFollowing)) {
         skip.insert(leader.member.peer_id);
+      }
+      if (response.ok() && response->redirect) {
+        tips.emplace(response->redirect->member.peer_id, *response->redirect);
       }
     }
     absl::SleepFor(absl::Milliseconds(100));
@@ -308,11 +339,11 @@ absl::StatusOr<internal::JoinResponse> Matchmaker::AskToJoin(
     return alive.status();
   }
   internal::JoinRequest request{key, self};
-  state_->SetFollowing(true);
+  state_->SetFollowing(&leader);
   auto reply = endpoint_->Call(leader.member.address, wire::MessageType::kJoinRequest,
                                MakeSharedBytes(internal::EncodeJoinRequest(request)),
                                std::max(absl::ZeroDuration(), until - absl::Now()));
-  state_->SetFollowing(false);
+  state_->SetFollowing(nullptr);
   if (!reply.ok()) return reply.status();
   auto response = internal::ParseJoinResponse(reply->body);
   if (!response.ok()) return response.status();

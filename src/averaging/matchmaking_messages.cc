@@ -107,6 +107,8 @@ std::string EncodeJoinResponse(const JoinResponse& resp) {
   w.PutU8(resp.accepted ? 1 : 0);
   if (!resp.accepted) {
     w.PutBytes(resp.reason.substr(0, kMaxReasonSize));
+    w.PutU8(resp.redirect ? 1 : 0);
+    if (resp.redirect) PutDeclaration(w, *resp.redirect);
     return w.Release();
   }
   w.PutBytes(resp.group.group_id);
@@ -126,6 +128,11 @@ absl::StatusOr<JoinResponse> ParseJoinResponse(absl::string_view body) {
   absl::string_view text;
   if (!resp.accepted) {
     HIVEMIND_RETURN_IF_ERROR(r.ReadBytes(&text, kMaxReasonSize));
+    uint8_t has_redirect = 0;
+    HIVEMIND_RETURN_IF_ERROR(r.ReadU8(&has_redirect));
+    if (has_redirect > 1) return absl::DataLossError("bad join redirect flag");
+    if (has_redirect == 1)
+      HIVEMIND_RETURN_IF_ERROR(ReadDeclaration(r, &resp.redirect.emplace()));
     HIVEMIND_RETURN_IF_ERROR(r.ExpectEnd());
     resp.reason = std::string(text);
     return resp;

@@ -4,6 +4,7 @@
 #define HIVEMIND_AVERAGING_MATCHMAKING_MESSAGES_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -31,7 +32,10 @@ struct JoinRequest {
 struct JoinResponse {
   bool accepted = false;
   std::string reason;  // when refused
-  GroupInfo group;     // when accepted
+  // When refused by a peer that is waiting on a leader: that leader's declaration
+  // (a hint the joiner may ask, since its own view of the DHT can miss it).
+  std::optional<Declaration> redirect;
+  GroupInfo group;  // when accepted
   uint32_t your_index = 0;
 };
 

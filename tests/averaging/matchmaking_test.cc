@@ -49,6 +49,39 @@ TEST(MatchmakingMessages, RoundTripAndRejectGarbage) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST(MatchmakingMessages, RefusalsCarryTheLeaderARefusingPeerFollows) {
+  internal::Declaration leader{
+      {"peer-l", "tcp://127.0.0.1:2", 0.0, MemberMode::kNode, 0, ""},
+      5,
+      absl::FromUnixSeconds(1700000001)};
+  internal::JoinResponse no;
+  no.reason = "following another leader";
+  no.redirect = leader;
+  const std::string body = internal::EncodeJoinResponse(no);
+  auto parsed = internal::ParseJoinResponse(body);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->accepted);
+  EXPECT_EQ(parsed->reason, no.reason);
+  ASSERT_TRUE(parsed->redirect.has_value());
+  EXPECT_EQ(parsed->redirect->member.peer_id, "peer-l");
+  EXPECT_EQ(parsed->redirect->member.address, "tcp://127.0.0.1:2");
+  EXPECT_EQ(parsed->redirect->deadline, leader.deadline);
+
+  no.redirect.reset();
+  auto plain = internal::ParseJoinResponse(internal::EncodeJoinResponse(no));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->redirect.has_value());
+
+  for (size_t len = 0; len < body.size(); ++len) {
+    EXPECT_EQ(internal::ParseJoinResponse(body.substr(0, len)).status().code(),
+              absl::StatusCode::kDataLoss);
+  }
+  std::string bad_flag = internal::EncodeJoinResponse(no);
+  bad_flag.back() = 2;
+  EXPECT_EQ(internal::ParseJoinResponse(bad_flag).status().code(),
+            absl::StatusCode::kDataLoss);
+}
+
 struct Peer {
   std::unique_ptr<OpenDhtNode> dht;
   std::unique_ptr<Endpoint> endpoint;
@@ -186,8 +219,8 @@ class LateDht : public Dht {
   const PeerId& id() const override { return inner_->id(); }
   absl::Status Store(absl::string_view key, absl::string_view subkey,
                      absl::string_view value, absl::Time expiration,
-                     absl::Duration timeout) override {
-    return inner_->Store(key, subkey, value, expiration, timeout);
+                     absl::Duration timeout, const KeyPair* signer) override {
+    return inner_->Store(key, subkey, value, expiration, timeout, signer);
   }
   absl::StatusOr<std::vector<DhtRecord>> Get(absl::string_view key,
                                              absl::Duration timeout) override {
@@ -253,6 +286,40 @@ TEST_F(MatchmakingSwarm, ALeaderThatHearsOfABetterOneHandsItsJoinersOver) {
     EXPECT_EQ(r->group.members.size(), 3u);
     EXPECT_EQ(r->group.group_id, results[0]->group.group_id);
   }
+  ExpectConsistent(results, peers_);
+}
+
+TEST_F(MatchmakingSwarm, APeerThatCannotSeeTheLeaderIsPointedToItByAFollower) {
+  // a declares first and leads; b joins a. c never sees a's declaration (not by
+  // lookups, not by its listener) during the round. Asking b, c is refused - b waits
+  // on a - but told of a, asks a, and all three form one group. (Without the hint,
+  // c leads alone and a assembles with b only at its deadline.)
+  for (int i = 0; i < 3; ++i) AddPeer();
+  Peer& a = peers_[0];
+  Peer& c = peers_[2];
+  LateDht c_dht(c.dht.get(), a.endpoint->id(), absl::Now() + absl::Seconds(5));
+  c.matchmaker.reset();
+  c.matchmaker = std::make_unique<Matchmaker>(c.endpoint.get(), &c_dht);
+  std::vector<absl::StatusOr<MatchedGroup>> results(3, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 3; ++i) {
+    MatchmakingOptions options =
+        OptionsFor(peers_[static_cast<size_t>(i)], 3, absl::Seconds(4));
+    threads.emplace_back([&, i, options] {
+      results[static_cast<size_t>(i)] =
+          peers_[static_cast<size_t>(i)].matchmaker->FindGroup(options);
+    });
+    absl::SleepFor(absl::Milliseconds(150));  // a, then b, then c
+  }
+  for (auto& t : threads) t.join();
+  for (auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->group.members.size(), 3u);
+    EXPECT_EQ(r->group.group_id, results[0]->group.group_id);
+  }
+  // A full group assembles at once, well before a's 4 s deadline.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   ExpectConsistent(results, peers_);
 }
 
