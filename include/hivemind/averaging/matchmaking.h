@@ -22,8 +22,11 @@
 //     asks any leader with room.
 //  A leader refuses a joiner with a different group key or schema hash, or when
 //  full; a peer that is not leading (still searching, or waiting on another leader)
-//  refuses, and is asked again later: it may lead yet. Only non-leaders ask and only
-//  leaders are waited on (a peer stops leading before it asks), so no two peers wait
+//  refuses, and is asked again later: it may lead yet. A peer waiting on a leader
+//  names that leader in its refusal, and the joiner asks it too: a joiner whose
+//  view of the DHT misses a leader (lookups and listener can both fail to reach a
+//  declaration) still finds it through that leader's followers. Only non-leaders ask and
+//  only leaders are waited on (a peer stops leading before it asks), so no two peers wait
 //  on each other; every request has a deadline, so nothing waits forever. Views of
 //  the DHT that differ can still split peers into several groups, or leave one
 //  alone.
