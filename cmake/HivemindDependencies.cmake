@@ -8,6 +8,8 @@ pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
 pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET cppzmq)
 # OpenDHT through pkg-config: its CMake config in Debian is broken.
 pkg_check_modules(OPENDHT REQUIRED IMPORTED_TARGET opendht)
+# Ed25519 identities and DHT record signatures.
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 
 if(HIVEMIND_WITH_TORCH)
   # Debian's libtorch-dev (CPU). Its imported targets carry the include directories
@@ -22,10 +24,22 @@ if(HIVEMIND_BUILD_BENCHMARKS)
   find_package(benchmark REQUIRED)
 endif()
 if(HIVEMIND_WITH_NCCL)
-  find_path(NCCL_INCLUDE_DIR nccl.h HINTS /usr/local/cuda/include)
-  find_library(NCCL_LIBRARY nccl HINTS /usr/local/cuda/lib64)
+  # The CUDA runtime (no nvcc needed: the NCCL reducer is plain C++ against the runtime
+  # API) and NCCL, by default from /usr/local/cuda; point elsewhere with
+  # -DCUDAToolkit_ROOT=... and -DNCCL_ROOT=....
+  if(NOT CUDAToolkit_ROOT AND EXISTS /usr/local/cuda)
+    set(CUDAToolkit_ROOT /usr/local/cuda)
+  endif()
+  find_package(CUDAToolkit REQUIRED)
+  find_path(NCCL_INCLUDE_DIR nccl.h
+            HINTS ${NCCL_ROOT}/include ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include)
+  find_library(NCCL_LIBRARY nccl
+               HINTS ${NCCL_ROOT}/lib ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64)
   if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
     message(FATAL_ERROR "HIVEMIND_WITH_NCCL=ON but nccl.h / libnccl were not found")
   endif()
-  message(STATUS "NCCL: ${NCCL_LIBRARY} (the local reducer arrives with its issue)")
+  add_library(hivemind_nccl_library INTERFACE IMPORTED)
+  target_include_directories(hivemind_nccl_library SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(hivemind_nccl_library INTERFACE ${NCCL_LIBRARY})
+  message(STATUS "NCCL: ${NCCL_LIBRARY}, CUDA runtime ${CUDAToolkit_VERSION}")
 endif()

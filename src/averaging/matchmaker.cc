@@ -28,11 +28,12 @@ void Refuse(const Responder& responder, const std::string& reason,
 }
 
 // The declaration in `record` if it is another peer's, with this peer's schema
-// (a declaration whose peer id differs from its subkey is ignored).
+// (a declaration whose peer id differs from its subkey, or whose subkey is not the
+// record's signer, is ignored: no one can declare in another peer's name).
 std::optional<internal::Declaration> CompatibleDeclaration(
     const DhtRecord& record, const internal::Declaration& self) {
   auto d = internal::ParseDeclaration(record.value);
-  if (!d.ok() || d->member.peer_id != record.subkey ||
+  if (!d.ok() || d->member.peer_id != record.subkey || record.subkey != record.writer ||
       d->member.peer_id == self.member.peer_id || d->schema_hash != self.schema_hash) {
     return std::nullopt;
   }
@@ -67,7 +68,9 @@ class Matchmaker::State {
   // uses another key).
   void Hear(const std::string& key, const DhtRecord& record) {
     internal::MutexLock lock(&mu_);
-    if (key != key_) return;
+    // Only a peer's own declarations count: another peer's record under its subkey
+    // (with a later stored_at) must not shadow the genuine one.
+    if (key != key_ || record.subkey != record.writer) return;
     auto& newest = heard_[record.subkey];
     if (newest.stored_at <= record.stored_at) newest = record;
   }
@@ -76,6 +79,7 @@ class Matchmaker::State {
   std::vector<DhtRecord> WithHeard(const std::vector<DhtRecord>& looked_up) {
     internal::MutexLock lock(&mu_);
     for (const DhtRecord& r : looked_up) {
+      if (r.subkey != r.writer) continue;  // see Hear
       auto& newest = heard_[r.subkey];
       if (newest.stored_at <= r.stored_at) newest = r;
     }
@@ -380,7 +384,7 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   state_->Begin(key, self, options.target_group_size);
   absl::Status declared =
       dht_->Store(key, self.member.peer_id, internal::EncodeDeclaration(self),
-                  self.deadline, options.matchmaking_time);
+                  self.deadline, options.matchmaking_time, &endpoint_->identity());
   if (!declared.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot declare in the DHT: ", declared.message()));

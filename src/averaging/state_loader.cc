@@ -30,7 +30,8 @@ absl::StatusOr<std::vector<Donor>> ChooseDonors(const std::vector<DhtRecord>& re
                                                 const Endpoint& self, int64_t min_epoch) {
   std::vector<Donor> all;
   for (const DhtRecord& record : records) {
-    if (record.subkey == self.id()) continue;
+    // An advert is its donor's own (the writer signed it) or ignored.
+    if (record.subkey != record.writer || record.subkey == self.id()) continue;
     auto advert = ParseStateAdvert(record.value);
     if (!advert.ok() || advert->address.empty() || advert->epoch < min_epoch) continue;
     if (advert->address == self.address()) continue;

@@ -58,11 +58,11 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const PeerState& s
 // weak_ptr, so a request racing with destruction finds nothing).
 class StateServerCore {
  public:
-  StateServerCore(Dht* dht, PeerId peer_id, StateServerOptions options)
+  StateServerCore(Dht* dht, KeyPair identity, StateServerOptions options)
       : dht_(dht),
         options_(std::move(options)),
         key_(options_.prefix + ".state"),
-        peer_id_(std::move(peer_id)) {}
+        identity_(std::move(identity)) {}
 
   // Builds and installs a snapshot, then stores its advert. Publishes one at a time,
   // so the DHT never ends up advertising an older snapshot than the one served.
@@ -84,8 +84,9 @@ class StateServerCore {
   }
 
   absl::Status StoreAdvert(const std::string& value) {
-    absl::Status status = dht_->Store(
-        key_, peer_id_, value, absl::Now() + options_.advert_ttl, options_.dht_timeout);
+    absl::Status status =
+        dht_->Store(key_, identity_.public_key, value, absl::Now() + options_.advert_ttl,
+                    options_.dht_timeout, &identity_);
     if (!status.ok()) {
       MutexLock lock(&mu_);
       ++stats_.advert_failures;
@@ -252,8 +253,10 @@ class StateServerCore {
   Dht* const dht_;
   const StateServerOptions options_;
   const std::string key_;
-  const PeerId peer_id_;  // the endpoint's: the advert's subkey
-  Mutex publish_mu_;      // held through a whole Publish
+  // The endpoint's: its id is the advert's subkey, and it signs the advert, so
+  // loaders can check the subkey is the writer.
+  const KeyPair identity_;
+  Mutex publish_mu_;  // held through a whole Publish
   Mutex mu_;
   CondVar cv_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
@@ -282,7 +285,7 @@ absl::StatusOr<std::unique_ptr<StateServer>> StateServer::Create(
   if (endpoint->address().empty()) {
     return absl::InvalidArgumentError("a client-mode endpoint cannot serve state");
   }
-  auto core = std::make_shared<internal::StateServerCore>(dht, endpoint->id(),
+  auto core = std::make_shared<internal::StateServerCore>(dht, endpoint->identity(),
                                                           std::move(options));
   return std::unique_ptr<StateServer>(new StateServer(endpoint, std::move(core)));
 }

@@ -3,8 +3,10 @@
 #include <opendht/dhtrunner.h>
 
 #include <atomic>
+#include <cstdio>
 #include <future>
 #include <map>
+#include <optional>
 #include <random>
 
 #include "absl/strings/numbers.h"
@@ -14,6 +16,9 @@
 
 namespace hivemind {
 namespace {
+
+// How often a node that seems cut off may ask OpenDHT to reconnect.
+constexpr absl::Duration kReconnectInterval = absl::Seconds(5);
 
 // Splits "HOST:PORT" (IPv4 or a name).
 absl::Status SplitHostPort(const std::string& address, std::string* host,
@@ -39,6 +44,7 @@ std::vector<DhtRecord> Latest(const std::vector<DhtRecord>& records, absl::Time 
     if (slot == nullptr || slot->stored_at < r.stored_at) slot = &r;
   }
   std::vector<DhtRecord> out;
+  out.reserve(newest.size());
   for (const auto& [key, record] : newest) out.push_back(*record);
   return out;
 }
@@ -53,11 +59,8 @@ class OpenDhtNode::Impl {
 
   absl::Status Start() {
     if (options_.run_id.empty()) return absl::InvalidArgumentError("run_id is empty");
-    if (options_.id.empty()) {
-      auto keys = GenerateKeyPair();
-      if (!keys.ok()) return keys.status();
-      options_.id = keys->public_key;
-    }
+    absl::Status identity = CompleteIdentity(&options_.identity);
+    if (!identity.ok()) return identity;
     std::string host, port;
     absl::Status parsed = SplitHostPort(options_.listen_address, &host, &port);
     if (!parsed.ok()) return parsed;
@@ -89,7 +92,7 @@ class OpenDhtNode::Impl {
         // node) fills it, as hivemind's DHTNode.create does. Records stored before
         // that can land where later lookups never look (measured with
         // bench/dht_benchmark: 2 of 256 lost with no node killed).
-        (void)Get(absl::StrCat("bootstrap/", options_.id), deadline - absl::Now());
+        (void)Get(absl::StrCat("bootstrap/", id()), deadline - absl::Now());
         return absl::OkStatus();
       }
       absl::SleepFor(absl::Milliseconds(20));
@@ -113,14 +116,16 @@ class OpenDhtNode::Impl {
     runner_.join();
   }
 
-  dht::InfoHash Hash(absl::string_view key) const {
-    return dht::InfoHash::get(absl::StrCat(options_.run_id, "/", key));
+  // The key records are stored (and signed) under: scoped by the run id.
+  std::string FullKey(absl::string_view key) const {
+    return absl::StrCat(options_.run_id, "/", key);
   }
 
   absl::Status Store(absl::string_view key, absl::string_view subkey,
                      absl::string_view value, absl::Time expiration,
-                     absl::Duration timeout) {
+                     absl::Duration timeout, const KeyPair* signer) {
     if (!running_) return absl::CancelledError("DHT node shut down");
+    if (signer == nullptr) signer = &options_.identity;
     const absl::Time now = absl::Now();
     if (value.size() > kMaxDhtValueSize || subkey.size() > internal::kMaxSubkeySize) {
       return absl::InvalidArgumentError("DHT value or subkey too large");
@@ -128,19 +133,26 @@ class OpenDhtNode::Impl {
     if (expiration <= now) {
       return absl::InvalidArgumentError("DHT record would be expired already");
     }
-    DhtRecord record{std::string(subkey), std::string(value), options_.id, now,
+    const std::string full_key = FullKey(key);
+    DhtRecord record{std::string(subkey), std::string(value), signer->public_key, now,
                      expiration};
-    const std::string data = internal::EncodeDhtRecord(record);
-    auto v = std::make_shared<dht::Value>(reinterpret_cast<const uint8_t*>(data.data()),
-                                          data.size());
+    absl::StatusOr<std::string> data = internal::SignDhtRecord(full_key, record, *signer);
+    if (!data.ok()) return data.status();
+    auto v = std::make_shared<dht::Value>(reinterpret_cast<const uint8_t*>(data->data()),
+                                          data->size());
     auto promise = std::make_shared<std::promise<bool>>();
     std::future<bool> stored = promise->get_future();
-    runner_.put(Hash(key), v, [promise](bool ok) { promise->set_value(ok); });
+    runner_.put(dht::InfoHash::get(full_key), v,
+                [promise](bool ok) { promise->set_value(ok); });
     if (stored.wait_for(absl::ToChronoNanoseconds(timeout)) !=
         std::future_status::ready) {
+      Reconnect();
       return absl::DeadlineExceededError("no DHT node confirmed the store in time");
     }
-    if (!stored.get()) return absl::UnavailableError("no DHT node accepted the store");
+    if (!stored.get()) {
+      Reconnect();
+      return absl::UnavailableError("no DHT node accepted the store");
+    }
     return absl::OkStatus();
   }
 
@@ -154,35 +166,37 @@ class OpenDhtNode::Impl {
     };
     auto state = std::make_shared<State>();
     std::future<void> done = state->done.get_future();
+    const std::string full_key = FullKey(key);
     runner_.get(
-        Hash(key),
-        [state](const std::vector<std::shared_ptr<dht::Value>>& values) {
-          internal::MutexLock lock(&state->mu);
+        dht::InfoHash::get(full_key),
+        [this, state, full_key](const std::vector<std::shared_ptr<dht::Value>>& values) {
           for (const auto& v : values) {
-            auto record = internal::ParseDhtRecord(absl::string_view(
-                reinterpret_cast<const char*>(v->data.data()), v->data.size()));
-            if (record.ok()) state->records.push_back(std::move(*record));
+            std::optional<DhtRecord> record = Open(full_key, *v);
+            if (!record) continue;
+            internal::MutexLock lock(&state->mu);
+            state->records.push_back(*std::move(record));
           }
           return true;
         },
         [state](bool) { state->done.set_value(); });
     done.wait_for(absl::ToChronoNanoseconds(timeout));
+    if (KnownNodes() == 0) Reconnect();
     internal::MutexLock lock(&state->mu);
     return Latest(state->records, absl::Now());
   }
 
   absl::StatusOr<uint64_t> Listen(absl::string_view key, ListenCallback callback) {
     if (!running_) return absl::CancelledError("DHT node shut down");
-    const dht::InfoHash hash = Hash(key);
+    const std::string full_key = FullKey(key);
+    const dht::InfoHash hash = dht::InfoHash::get(full_key);
     std::future<size_t> token = runner_.listen(
-        hash,
-        [callback](const std::vector<std::shared_ptr<dht::Value>>& values, bool expired) {
+        hash, [this, callback = std::move(callback), full_key](
+                  const std::vector<std::shared_ptr<dht::Value>>& values, bool expired) {
           if (expired) return true;
           const absl::Time now = absl::Now();
           for (const auto& v : values) {
-            auto record = internal::ParseDhtRecord(absl::string_view(
-                reinterpret_cast<const char*>(v->data.data()), v->data.size()));
-            if (record.ok() && record->expiration > now) callback(*record);
+            std::optional<DhtRecord> record = Open(full_key, *v);
+            if (record && record->expiration > now) callback(*record);
           }
           return true;
         });
@@ -205,15 +219,72 @@ class OpenDhtNode::Impl {
     if (running_) runner_.cancelListen(entry.first, entry.second);
   }
 
+  // After a store no node confirmed, or with no node known (a link that was cut, a
+  // machine that slept), the routing table may hold only nodes OpenDHT has given up
+  // on, and it would stay cut off: tell OpenDHT the connectivity changed (it
+  // re-checks its nodes) and ping the initial peers again. At most once per
+  // kReconnectInterval; never blocks.
+  void Reconnect() {
+    const absl::Time now = absl::Now();
+    {
+      internal::MutexLock lock(&mu_);
+      if (!running_ || now < next_reconnect_) return;
+      next_reconnect_ = now + kReconnectInterval;
+    }
+    runner_.connectivityChanged();
+    for (const std::string& peer : options_.initial_peers) {
+      std::string host, port;
+      if (SplitHostPort(peer, &host, &port).ok()) runner_.bootstrap(host, port);
+    }
+  }
+
   const std::string& address() const { return address_; }
-  const PeerId& id() const { return options_.id; }
+  const PeerId& id() const { return options_.identity.public_key; }
+  uint64_t rejected_records() const { return rejected_.load(); }
 
  private:
+  // Fills in a missing identity: a fresh key pair when empty, the public half when
+  // only the secret one is given; checks that a given pair is one.
+  static absl::Status CompleteIdentity(KeyPair* identity) {
+    if (identity->public_key.empty() && identity->secret_key.empty()) {
+      auto keys = GenerateKeyPair();
+      if (!keys.ok()) return keys.status();
+      *identity = *std::move(keys);
+      return absl::OkStatus();
+    }
+    auto derived = PublicKeyOf(identity->secret_key);
+    if (!derived.ok()) return derived.status();
+    if (identity->public_key.empty()) identity->public_key = *derived;
+    if (identity->public_key != *derived) {
+      return absl::InvalidArgumentError(
+          "DHT identity: public key is not the secret key's");
+    }
+    return absl::OkStatus();
+  }
+
+  // The record in an OpenDHT value found under `full_key`, if it parses and is signed
+  // by its writer for that key. Anything else is dropped and counted: any node can
+  // put any bytes under any key.
+  std::optional<DhtRecord> Open(const std::string& full_key, const dht::Value& v) {
+    auto record = internal::ReadDhtRecord(
+        full_key,
+        absl::string_view(reinterpret_cast<const char*>(v.data.data()), v.data.size()));
+    if (record.ok()) return *std::move(record);
+    rejected_.fetch_add(1);
+    if (options_.log_rejected_records) {
+      std::fprintf(stderr, "[hivemind] DHT: dropped a record under '%s': %s\n",
+                   full_key.c_str(), std::string(record.status().message()).c_str());
+    }
+    return std::nullopt;
+  }
+
   DhtOptions options_;
   mutable dht::DhtRunner runner_;
   std::atomic<bool> running_{false};
   std::string address_;
+  std::atomic<uint64_t> rejected_{0};
   internal::Mutex mu_;
+  absl::Time next_reconnect_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::map<uint64_t, std::pair<dht::InfoHash, size_t>> listens_ ABSL_GUARDED_BY(mu_);
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
 };
@@ -233,12 +304,14 @@ std::string OpenDhtNode::address() const { return impl_->address(); }
 
 int OpenDhtNode::known_nodes() const { return impl_->KnownNodes(); }
 
+uint64_t OpenDhtNode::rejected_records() const { return impl_->rejected_records(); }
+
 const PeerId& OpenDhtNode::id() const { return impl_->id(); }
 
 absl::Status OpenDhtNode::Store(absl::string_view key, absl::string_view subkey,
                                 absl::string_view value, absl::Time expiration,
-                                absl::Duration timeout) {
-  return impl_->Store(key, subkey, value, expiration, timeout);
+                                absl::Duration timeout, const KeyPair* signer) {
+  return impl_->Store(key, subkey, value, expiration, timeout, signer);
 }
 
 absl::StatusOr<std::vector<DhtRecord>> OpenDhtNode::Get(absl::string_view key,

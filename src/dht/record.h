@@ -1,7 +1,9 @@
 // How a DhtRecord is laid out in an OpenDHT value's data (docs/wire_format.md, "DHT
-// records"): u8 version (1), bytes subkey (<= 256), bytes writer (<= 64), u64
+// records"): u8 version (2), bytes subkey (<= 256), bytes writer (<= 64), u64
 // stored_at and u64 expiration (microseconds since the Unix epoch), bytes value
-// (<= kMaxDhtValueSize).
+// (<= kMaxDhtValueSize), bytes signature (64): the writer's Ed25519 signature of
+// everything before it, prefixed by a domain tag and the full DHT key
+// ("{run_id}/{key}"), so a record can neither be forged nor moved to another key.
 #ifndef HIVEMIND_DHT_RECORD_H_
 #define HIVEMIND_DHT_RECORD_H_
 
@@ -10,18 +12,42 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "hivemind/dht/dht.h"
+#include "hivemind/net/identity.h"
 
 namespace hivemind {
 namespace internal {
 
+inline constexpr uint8_t kDhtRecordVersion = 2;
 inline constexpr uint32_t kMaxSubkeySize = 256;
 inline constexpr uint32_t kMaxWriterSize = 64;
 
-std::string EncodeDhtRecord(const DhtRecord& record);
+// A record as it travels: the fields and the writer's signature.
+struct SignedDhtRecord {
+  DhtRecord record;
+  std::string signature;  // kSignatureSize bytes once parsed
+};
 
-// kDataLoss for anything malformed (unknown version, oversized fields, trailing
-// bytes, an expiration before stored_at).
-absl::StatusOr<DhtRecord> ParseDhtRecord(absl::string_view data);
+// The bytes the writer signs for `record` stored under `full_key`.
+std::string DhtRecordSigningMessage(absl::string_view full_key, const DhtRecord& record);
+
+// Encodes the fields and the signature as they are (tests and fuzzers forge records
+// with it; SignDhtRecord is what a node stores).
+std::string EncodeDhtRecord(const SignedDhtRecord& signed_record);
+
+// Signs `record` for `full_key` with `signer` and encodes it. kInvalidArgument if
+// record.writer is not signer.public_key or the key pair is malformed.
+absl::StatusOr<std::string> SignDhtRecord(absl::string_view full_key,
+                                          const DhtRecord& record, const KeyPair& signer);
+
+// Parses without checking the signature. kDataLoss for anything malformed (another
+// version, e.g. an unsigned version-1 record; oversized fields; a signature that is
+// not kSignatureSize bytes; trailing bytes; an expiration before stored_at).
+absl::StatusOr<SignedDhtRecord> ParseDhtRecord(absl::string_view data);
+
+// Parses and verifies a record read under `full_key`: kDataLoss as ParseDhtRecord,
+// kUnauthenticated when the signature is not the writer's for this key and fields.
+absl::StatusOr<DhtRecord> ReadDhtRecord(absl::string_view full_key,
+                                        absl::string_view data);
 
 }  // namespace internal
 }  // namespace hivemind

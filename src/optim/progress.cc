@@ -103,7 +103,9 @@ absl::StatusOr<ParsedProgress> ParseProgressRecord(absl::string_view peer_id,
 std::vector<PeerProgress> LiveProgress(const std::vector<DhtRecord>& records) {
   std::vector<PeerProgress> live;
   for (const DhtRecord& record : records) {
-    if (record.subkey != record.writer) continue;  // a peer publishes only its own
+    // A peer publishes only its own progress (the DHT verified the writer's
+    // signature, so no one else can publish in its name).
+    if (record.subkey != record.writer) continue;
     auto parsed = ParseProgressRecord(record.subkey, record.value);
     if (parsed.ok() && !parsed->departed) live.push_back(std::move(parsed->progress));
   }

@@ -361,6 +361,30 @@ TEST_F(MatchmakingSwarm, ADeadLeaderDoesNotStallTheOthers) {
   ExpectConsistent(results, peers_);
 }
 
+// A peer that declares under another peer's id (its declaration is signed by its own
+// endpoint's key, not by the peer it names) is ignored: a client, which can only
+// join a leader it finds in the DHT, finds none and forms no group with it.
+TEST_F(MatchmakingSwarm, AForgedDeclarationDoesNotGetAPeerIntoAGroup) {
+  AddPeer();
+  AddPeer();
+  MatchmakingOptions leader = OptionsFor(peers_[0], 2, absl::Seconds(2));
+  MatchmakingOptions client = OptionsFor(peers_[1], 2, absl::Seconds(2));
+  client.self.mode = MemberMode::kClient;
+  // Control: under its own id the same leader gets the client.
+  auto genuine = FindAll({leader, client});
+  ASSERT_TRUE(genuine[0].ok()) << genuine[0].status();
+  ASSERT_TRUE(genuine[1].ok()) << genuine[1].status();
+
+  auto victim = GenerateKeyPair();
+  ASSERT_TRUE(victim.ok());
+  leader.prefix = client.prefix = "run.forged";
+  leader.self.peer_id = victim->public_key;
+  auto forged = FindAll({leader, client});
+  for (const auto& result : forged) {
+    EXPECT_FALSE(result.ok()) << "a group formed with a forged declaration";
+  }
+}
+
 TEST(Matchmaker, RejectsBadOptions) {
   DhtOptions dht_options;
   dht_options.run_id = "mm";

@@ -280,6 +280,35 @@ TEST_F(StateSharing, NotFoundWithoutOtherDonors) {
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound) << loaded.status();
 }
 
+// An advert in another peer's name (its subkey is not its signer) is ignored: here a
+// copy of the donor's advert claiming a newer epoch, which would otherwise win and make
+// the load fail when the blob's epoch does not match.
+TEST_F(StateSharing, IgnoresAnAdvertForgedInAnotherPeersName) {
+  const PeerState state = MakeState(1000, 5, 1);
+  Peer& donor = AddDonor(state, 4096);
+  Peer& attacker = AddPeer();
+  auto adverts = attacker.dht->Get("run.state");
+  ASSERT_TRUE(adverts.ok()) << adverts.status();
+  ASSERT_EQ(adverts->size(), 1u);
+  EXPECT_EQ((*adverts)[0].writer, donor.endpoint->id());  // signed by the endpoint
+  auto advert = internal::ParseStateAdvert((*adverts)[0].value);
+  ASSERT_TRUE(advert.ok()) << advert.status();
+  advert->epoch = 6;
+  ASSERT_TRUE(attacker.dht
+                  ->Store("run.state", donor.endpoint->id(),
+                          internal::EncodeStateAdvert(*advert),
+                          absl::Now() + absl::Minutes(1))
+                  .ok());
+  Peer& loader = AddPeer();
+  LoadStateReport report;
+  auto loaded =
+      LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), LoadOptions(), &report);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(BitIdentical(state, *loaded));
+  EXPECT_EQ(report.epoch, 5);
+  EXPECT_EQ(report.candidates, 1);
+}
+
 TEST_F(StateSharing, DropsADonorWhoseStateChangesMidDownload) {
   const PeerState state = MakeState(1'000'000, 3, 6);  // 62 stripes of 64 KiB
   Peer& changing = AddDonor(state, 64u << 10, absl::Milliseconds(15));

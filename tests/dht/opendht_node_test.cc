@@ -1,12 +1,19 @@
 // OpenDHT nodes on 127.0.0.1: a bootstrap node and peers that join through it.
 #include "hivemind/dht/opendht_node.h"
 
+#include <opendht/dhtrunner.h>
+
 #include <atomic>
+#include <future>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "dht/record.h"
 #include "gtest/gtest.h"
+#include "hivemind/wire/buffer.h"
 
 namespace hivemind {
 namespace {
@@ -119,6 +126,177 @@ TEST_F(DhtSwarm, SurvivesANodeLeaving) {
   auto after = peers_[0]->Get("after", absl::Seconds(20));
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->size(), 1u);
+}
+
+// A plain OpenDHT node that joins the swarm and puts raw values, as an attacker
+// could: OpenDHT stores whatever bytes anyone puts under any key.
+class RawNode {
+ public:
+  explicit RawNode(const std::string& bootstrap) {
+    dht::DhtRunner::Config config;
+    config.threaded = true;
+    runner_.run("127.0.0.1", "", "0", config);
+    const size_t colon = bootstrap.rfind(':');
+    runner_.bootstrap(bootstrap.substr(0, colon), bootstrap.substr(colon + 1));
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    unsigned good = 0, dubious = 0;
+    while (good + dubious == 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+      runner_.getNodesStats(AF_INET, &good, &dubious, nullptr, nullptr);
+    }
+  }
+
+  ~RawNode() {
+    std::promise<void> done;
+    runner_.shutdown([&done] { done.set_value(); }, /*stop=*/true);
+    done.get_future().wait_for(std::chrono::seconds(1));
+    runner_.join();
+  }
+
+  // Puts `data` under the OpenDHT key of `full_key` ("{run_id}/{key}").
+  bool Put(const std::string& full_key, const std::string& data) {
+    auto value = std::make_shared<dht::Value>(
+        reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    auto promise = std::make_shared<std::promise<bool>>();
+    std::future<bool> stored = promise->get_future();
+    runner_.put(dht::InfoHash::get(full_key), value,
+                [promise](bool ok) { promise->set_value(ok); });
+    return stored.wait_for(std::chrono::seconds(10)) == std::future_status::ready &&
+           stored.get();
+  }
+
+  // The raw bytes of every value under `full_key`.
+  std::vector<std::string> GetRaw(const std::string& full_key) {
+    auto values = runner_.get(dht::InfoHash::get(full_key)).get();
+    std::vector<std::string> out;
+    for (const auto& v : values) out.emplace_back(v->data.begin(), v->data.end());
+    return out;
+  }
+
+ private:
+  dht::DhtRunner runner_;
+};
+
+KeyPair Keys() {
+  auto keys = GenerateKeyPair();
+  EXPECT_TRUE(keys.ok()) << keys.status();
+  return keys.ok() ? *keys : KeyPair{};
+}
+
+// Forged records in `victim`'s name under `full_key`, each of them newer than
+// anything the victim stored (so without verification they would win): signed by
+// another key, with a garbage signature, and unsigned (version 1).
+std::vector<std::string> ForgeriesOf(const PeerId& victim, const std::string& full_key) {
+  const DhtRecord record{"s", "forged", victim, absl::Now() + absl::Minutes(1),
+                         absl::Now() + absl::Minutes(2)};
+  const KeyPair attacker = Keys();
+  std::vector<std::string> out;
+  out.push_back(internal::EncodeDhtRecord(
+      {record, *Sign(attacker, internal::DhtRecordSigningMessage(full_key, record))}));
+  out.push_back(internal::EncodeDhtRecord({record, std::string(kSignatureSize, 'x')}));
+  wire::Writer v1;
+  v1.PutU8(1);
+  v1.PutBytes(record.subkey);
+  v1.PutBytes(record.writer);
+  v1.PutU64(static_cast<uint64_t>(absl::ToUnixMicros(record.stored_at)));
+  v1.PutU64(static_cast<uint64_t>(absl::ToUnixMicros(record.expiration)));
+  v1.PutBytes(record.value);
+  out.push_back(v1.Release());
+  return out;
+}
+
+TEST_F(DhtSwarm, ForgedRecordsAreIgnoredByGetAndListen) {
+  RawNode attacker(bootstrap_->address());
+  const PeerId& victim = peers_[0]->id();
+  std::mutex mu;
+  std::vector<std::string> heard;
+  auto token = peers_[2]->Listen("ledger", [&](const DhtRecord& r) {
+    std::lock_guard<std::mutex> lock(mu);
+    heard.push_back(r.writer + "=" + r.value);
+  });
+  ASSERT_TRUE(token.ok()) << token.status();
+
+  ASSERT_TRUE(
+      peers_[0]->Store("ledger", "s", "genuine", absl::Now() + absl::Minutes(1)).ok());
+  const std::vector<std::string> forgeries = ForgeriesOf(victim, "run/ledger");
+  for (const std::string& forged : forgeries)
+    ASSERT_TRUE(attacker.Put("run/ledger", forged));
+
+  auto records = peers_[1]->Get("ledger");
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].value, "genuine");
+  EXPECT_EQ((*records)[0].writer, victim);
+  // The forgeries did arrive, and were dropped.
+  EXPECT_GE(peers_[1]->rejected_records(), forgeries.size());
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (peers_[2]->rejected_records() < forgeries.size() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE(peers_[2]->rejected_records(), forgeries.size());
+  peers_[2]->CancelListen(*token);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_FALSE(heard.empty());
+  for (const std::string& h : heard) EXPECT_EQ(h, victim + "=genuine");
+}
+
+TEST_F(DhtSwarm, ARecordReplayedUnderAnotherKeyIsRejected) {
+  RawNode attacker(bootstrap_->address());
+  ASSERT_TRUE(
+      peers_[0]->Store("ledger-a", "s", "v", absl::Now() + absl::Minutes(1)).ok());
+  const std::vector<std::string> genuine = attacker.GetRaw("run/ledger-a");
+  ASSERT_EQ(genuine.size(), 1u);
+  ASSERT_TRUE(attacker.Put("run/ledger-b", genuine[0]));
+
+  const uint64_t rejected = peers_[1]->rejected_records();
+  auto replayed = peers_[1]->Get("ledger-b");
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  EXPECT_TRUE(replayed->empty());
+  EXPECT_GT(peers_[1]->rejected_records(), rejected);  // it arrived and was dropped
+  auto original = peers_[1]->Get("ledger-a");
+  ASSERT_TRUE(original.ok()) << original.status();
+  EXPECT_EQ(original->size(), 1u);
+}
+
+TEST_F(DhtSwarm, StoreSignsWithTheGivenKey) {
+  const KeyPair endpoint_keys = Keys();
+  ASSERT_TRUE(peers_[0]
+                  ->Store("adverts", endpoint_keys.public_key, "v",
+                          absl::Now() + absl::Minutes(1), absl::Seconds(10),
+                          &endpoint_keys)
+                  .ok());
+  auto records = peers_[1]->Get("adverts");
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].writer, endpoint_keys.public_key);
+  EXPECT_EQ((*records)[0].subkey, endpoint_keys.public_key);
+  const KeyPair mismatched{endpoint_keys.public_key, Keys().secret_key};
+  EXPECT_EQ(peers_[0]
+                ->Store("adverts", "s", "v", absl::Now() + absl::Minutes(1),
+                        absl::Seconds(10), &mismatched)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(OpenDhtNode, UsesTheGivenIdentity) {
+  const KeyPair keys = Keys();
+  DhtOptions options;
+  options.run_id = "r";
+  options.identity = keys;
+  auto node = OpenDhtNode::Create(options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_EQ((*node)->id(), keys.public_key);
+  options.identity.public_key.clear();  // derived from the secret key
+  node = OpenDhtNode::Create(options);
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_EQ((*node)->id(), keys.public_key);
+  options.identity.public_key = Keys().public_key;  // not this secret key's
+  EXPECT_EQ(OpenDhtNode::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.identity = {"", "not a key"};
+  EXPECT_EQ(OpenDhtNode::Create(options).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(OpenDhtNode, RejectsBadArguments) {

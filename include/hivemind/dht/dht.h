@@ -2,6 +2,12 @@
 // under string keys, scoped by a run id, with expiration. Records say who wrote them
 // and until when they are valid; readers ignore expired records.
 //
+// Every record is signed by its writer (net/identity.h) over its full key, subkey,
+// value, times and writer; readers verify the signature and drop records that fail,
+// so `DhtRecord::writer` is proven, not claimed, and a record cannot be replayed
+// under another key. A peer can still re-store its own older records until they
+// expire (docs/security.md).
+//
 // Keys are namespaced by the run id ("{run_id}/{key}"), so swarms of different runs
 // sharing a DHT never see each other's records. Under one key each writer may keep
 // several records, one per subkey (a peer's progress, a peer's group declaration,
@@ -26,7 +32,7 @@ namespace hivemind {
 struct HIVEMIND_EXPORT DhtRecord {
   std::string subkey;
   std::string value;
-  PeerId writer;          // the storing node's id
+  PeerId writer;          // who signed the record (verified by readers)
   absl::Time stored_at;   // by the writer's clock; the newest wins per (writer, subkey)
   absl::Time expiration;  // after this the record is ignored
 };
@@ -46,21 +52,26 @@ class HIVEMIND_EXPORT Dht {
   virtual const PeerId& id() const = 0;
 
   // Stores `value` under (key, subkey) until `expiration`, and waits until the DHT
-  // confirms it or `timeout` passes. Returns kInvalidArgument for a value over
-  // kMaxDhtValueSize or an expiration in the past, kDeadlineExceeded when no node
+  // confirms it or `timeout` passes. The record is signed by `signer`, which becomes
+  // its writer; nullptr signs with this node's own identity. A peer whose endpoint
+  // has its own key (an averager, a state server) passes it to publish records in
+  // its endpoint's name through a shared node. `signer` is not owned and only used
+  // during the call. Returns kInvalidArgument for a value over kMaxDhtValueSize, an
+  // expiration in the past or a malformed signer, kDeadlineExceeded when no node
   // confirmed the store in time, kCancelled after shutdown.
   virtual absl::Status Store(absl::string_view key, absl::string_view subkey,
                              absl::string_view value, absl::Time expiration,
-                             absl::Duration timeout = absl::Seconds(10)) = 0;
+                             absl::Duration timeout = absl::Seconds(10),
+                             const KeyPair* signer = nullptr) = 0;
 
-  // Returns the unexpired records under `key`: the newest per (writer, subkey), in
-  // no particular order (possibly none). Waits for the lookup to finish or `timeout`
-  // to pass (then returns what arrived). kCancelled after shutdown.
+  // Returns the unexpired, correctly signed records under `key`: the newest per
+  // (writer, subkey), in no particular order (possibly none). Waits for the lookup to
+  // finish or `timeout` to pass (then returns what arrived). kCancelled after shutdown.
   virtual absl::StatusOr<std::vector<DhtRecord>> Get(
       absl::string_view key, absl::Duration timeout = absl::Seconds(10)) = 0;
 
-  // Calls `callback` for every unexpired record stored under `key` from now on (and
-  // those already there). Returns a token for CancelListen.
+  // Calls `callback` for every unexpired, correctly signed record stored under `key`
+  // from now on (and those already there). Returns a token for CancelListen.
   virtual absl::StatusOr<uint64_t> Listen(absl::string_view key,
                                           ListenCallback callback) = 0;
   virtual void CancelListen(uint64_t token) = 0;

@@ -26,17 +26,25 @@ struct HIVEMIND_EXPORT DhtOptions {
   // How long Create waits for the first initial peer to answer. Default: 10 s.
   absl::Duration bootstrap_timeout = absl::Seconds(10);
 
-  // This node's id (a peer id); generated when empty. Default: empty.
-  PeerId id;
+  // This node's key pair: its id is identity.public_key, and it signs the records
+  // this node stores (unless Store is given another signer). Generated when both
+  // halves are empty; a public key may be left empty and is then derived. Default:
+  // empty.
+  KeyPair identity;
+
+  // Print a line on stderr for every record a read drops (malformed, unsigned or
+  // badly signed); OpenDhtNode::rejected_records() counts them either way. Under
+  // attack this can be many lines. Default: false.
+  bool log_rejected_records = false;
 };
 
 // Thread safety: thread-safe (see Dht). Destroying the node shuts it down and joins
 // its threads.
 class HIVEMIND_EXPORT OpenDhtNode : public Dht {
  public:
-  // Starts a node. Returns kInvalidArgument for an empty run id or a malformed
-  // address, kUnavailable if the address cannot be bound or no initial peer answered
-  // within bootstrap_timeout.
+  // Starts a node. Returns kInvalidArgument for an empty run id, a malformed
+  // address or a malformed identity, kUnavailable if the address cannot be bound or no
+  // initial peer answered within bootstrap_timeout.
   static absl::StatusOr<std::unique_ptr<OpenDhtNode>> Create(DhtOptions options);
 
   ~OpenDhtNode() override;
@@ -47,10 +55,15 @@ class HIVEMIND_EXPORT OpenDhtNode : public Dht {
   // Number of other DHT nodes this node knows (good ones, IPv4).
   int known_nodes() const;
 
+  // Values this node's reads (Get, Listen) dropped because they were malformed,
+  // unsigned, or not signed by their writer for the key they were found under.
+  uint64_t rejected_records() const;
+
   const PeerId& id() const override;
   absl::Status Store(absl::string_view key, absl::string_view subkey,
                      absl::string_view value, absl::Time expiration,
-                     absl::Duration timeout = absl::Seconds(10)) override;
+                     absl::Duration timeout = absl::Seconds(10),
+                     const KeyPair* signer = nullptr) override;
   absl::StatusOr<std::vector<DhtRecord>> Get(
       absl::string_view key, absl::Duration timeout = absl::Seconds(10)) override;
   absl::StatusOr<uint64_t> Listen(absl::string_view key,
