@@ -87,6 +87,9 @@ ABSL_FLAG(int, part_size, 0,
 ABSL_FLAG(int, max_parts_in_flight, 0,
           "hivemind: AllReduceOptions::max_parts_in_flight; 0 keeps the default.");
 ABSL_FLAG(bool, checksum, false, "hivemind: EndpointOptions::checksum_bodies.");
+ABSL_FLAG(bool, encrypt, true,
+          "hivemind: EndpointOptions::encrypt (CURVE on every connection; Gloo sends "
+          "plain text, so --noencrypt compares like with like on a trusted network).");
 ABSL_FLAG(bool, verbose, false, "Log every step and round to stderr.");
 
 namespace {
@@ -476,6 +479,7 @@ class HivemindBench {
     hivemind::EndpointOptions options;
     options.listen_address = "tcp://" + cfg_.listen_host + ":0";
     options.checksum_bodies = absl::GetFlag(FLAGS_checksum);
+    options.encrypt = absl::GetFlag(FLAGS_encrypt);
     auto endpoint = hivemind::Endpoint::Create(options);
     if (!endpoint.ok()) return endpoint.status();
     endpoint_ = std::move(*endpoint);

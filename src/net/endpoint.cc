@@ -4,12 +4,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <future>
 #include <random>
 
-#include <future>
 #include "absl/strings/str_cat.h"
 #include "hivemind/wire/error_body.h"
+#include "net/curve.h"
 #include "net/endpoint_core.h"
+#include "net/peer_address.h"
 
 namespace hivemind {
 namespace internal {
@@ -19,6 +22,8 @@ constexpr absl::Duration kMaxPollWait = absl::Milliseconds(100);
 // Messages read from one socket per loop turn, so one busy peer cannot starve the
 // others or the command queue.
 constexpr int kMaxReadsPerTurn = 64;
+// Admission decisions remembered (one per connection); beyond, they are recomputed.
+constexpr size_t kMaxRememberedConnections = 4096;
 
 // Receives one whole multipart message without blocking; false if none is queued.
 bool ReceiveMultipart(zmq::socket_t& socket, std::vector<zmq::message_t>* parts) {
@@ -74,16 +79,34 @@ absl::Status EndpointCore::Start() {
     if (!keys.ok()) return keys.status();
     options_.identity = *keys;
   }
+  auto curve = CurveKeysOf(options_.identity);
+  if (!curve.ok()) return curve.status();
+  curve_ = *std::move(curve);
+  auto policy = AccessPolicy::Create(options_);
+  if (!policy.ok()) return policy.status();
+  policy_ = *std::move(policy);
+  proof_ = policy_->ProofFor(curve_.public_key);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return absl::InternalError("eventfd failed");
   if (!options_.client_mode) {
     try {
+      if (!policy_->open()) {
+        // Bound before the router: ZeroMQ asks it about every connection.
+        zap_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
+        zap_->set(zmq::sockopt::linger, 0);
+        zap_->bind(kZapEndpoint);
+      }
       router_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
       ConfigureSocket(*router_);
+      if (options_.encrypt) {
+        ConfigureCurveServer(*router_, curve_, /*authenticate=*/zap_ != nullptr);
+      }
       router_->bind(options_.listen_address);
-      address_ = router_->get(zmq::sockopt::last_endpoint);
+      address_ = FormatPeerAddress({router_->get(zmq::sockopt::last_endpoint),
+                                    options_.identity.public_key, proof_});
     } catch (const zmq::error_t& e) {
       router_.reset();
+      zap_.reset();
       const absl::StatusCode code = e.num() == EADDRINUSE || e.num() == EADDRNOTAVAIL
                                         ? absl::StatusCode::kUnavailable
                                         : absl::StatusCode::kInvalidArgument;
@@ -163,6 +186,7 @@ Endpoint::Stats EndpointCore::stats() const {
   s.bytes_received = bytes_received_;
   s.bad_frames = bad_frames_;
   s.banned_connections = banned_connections_;
+  s.refused_requests = refused_requests_;
   s.open_connections = open_connections_;
   return s;
 }
@@ -176,6 +200,7 @@ void EndpointCore::Run() {
     dealer_order.clear();
     items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
     if (router_) items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+    if (zap_) items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
     for (auto& [address, dealer] : dealers_) {
       items.push_back({dealer.socket->handle(), 0, ZMQ_POLLIN, 0});
       dealer_order.push_back(address);
@@ -192,7 +217,13 @@ void EndpointCore::Run() {
     }
     DrainCommands();
     if (router_ && (items[1].revents & ZMQ_POLLIN)) ReadRouter();
-    const size_t first_dealer = router_ ? 2 : 1;
+    if (zap_ && (items[2].revents & ZMQ_POLLIN)) {
+      for (int i = 0;
+           i < kMaxReadsPerTurn && (zap_->get(zmq::sockopt::events) & ZMQ_POLLIN); ++i) {
+        AnswerZapRequest(*zap_);
+      }
+    }
+    const size_t first_dealer = 1 + (router_ ? 1 : 0) + (zap_ ? 1 : 0);
     for (size_t i = 0; i < dealer_order.size(); ++i) {
       if (!(items[first_dealer + i].revents & ZMQ_POLLIN)) continue;
       auto dealer = dealers_.find(dealer_order[i]);
@@ -202,6 +233,7 @@ void EndpointCore::Run() {
   }
   FailAllPending(absl::CancelledError("endpoint shut down"));
   router_.reset();
+  zap_.reset();
   dealers_.clear();
   context_.shutdown();
   context_.close();
@@ -225,6 +257,15 @@ zmq::socket_t* EndpointCore::DealerFor(const std::string& address, absl::Status*
     it->second.last_used = absl::Now();
     return it->second.socket.get();
   }
+  auto peer = ParsePeerAddress(address);
+  if (!peer.ok()) {
+    *error = peer.status();
+    return nullptr;
+  }
+  if (absl::Status admitted = policy_->AdmitServer(*peer); !admitted.ok()) {
+    *error = admitted;
+    return nullptr;
+  }
   EvictIdleDealers();
   std::unique_ptr<zmq::socket_t> dealer;
   try {
@@ -236,7 +277,14 @@ zmq::socket_t* EndpointCore::DealerFor(const std::string& address, absl::Status*
     return nullptr;
   }
   try {
-    dealer->connect(address);
+    if (options_.encrypt) {
+      if (absl::Status curve = ConfigureCurveClient(*dealer, curve_, *peer, proof_);
+          !curve.ok()) {
+        *error = curve;
+        return nullptr;
+      }
+    }
+    dealer->connect(peer->transport);
   } catch (const zmq::error_t& e) {
     *error = absl::InvalidArgumentError(
         absl::StrCat("cannot connect to '", address, "': ", e.what()));
@@ -335,6 +383,12 @@ void EndpointCore::HandleRequest(const std::string& routing_id,
     }
     return;
   }
+  if (absl::Status admitted = Admission(routing_id, parts[0]); !admitted.ok()) {
+    ++refused_requests_;
+    SendFrame(*router_, &routing_id, wire::MessageType::kError, frame->header.request_id,
+              MakeSharedBytes(wire::EncodeErrorBody(admitted)));
+    return;
+  }
   Responder responder;
   responder.core_ = weak_from_this();
   responder.routing_id_ = routing_id;
@@ -354,6 +408,25 @@ void EndpointCore::HandleRequest(const std::string& routing_id,
   auto storage = std::make_shared<zmq::message_t>(std::move(parts[1]));
   Message message{frame->header, View(*storage), storage};
   (*handler)(std::move(message), std::move(responder));
+}
+
+absl::Status EndpointCore::Admission(const std::string& routing_id,
+                                     const zmq::message_t& first) {
+  if (policy_->open()) return absl::OkStatus();
+  auto known = admission_.find(routing_id);
+  if (known != admission_.end()) return known->second;
+  const std::string key = ConnectionProperty(first, "User-Id");
+  absl::Status admitted =
+      policy_->AdmitClient(key, ConnectionProperty(first, kProofProperty));
+  if (!admitted.ok()) {
+    // Once per connection: a refused peer that keeps sending does not flood the log.
+    std::fprintf(stderr, "[hivemind] endpoint %s refused a connection from %s: %s\n",
+                 address_.c_str(), ConnectionProperty(first, "Peer-Address").c_str(),
+                 std::string(admitted.message()).c_str());
+  }
+  if (admission_.size() >= kMaxRememberedConnections) admission_.clear();
+  admission_.emplace(routing_id, admitted);
+  return admitted;
 }
 
 void EndpointCore::HandleReply(std::vector<zmq::message_t> parts) {
@@ -434,6 +507,8 @@ Endpoint::~Endpoint() { Shutdown(); }
 const std::string& Endpoint::address() const { return core_->address(); }
 
 const PeerId& Endpoint::id() const { return core_->id(); }
+
+const KeyPair& Endpoint::identity() const { return core_->identity(); }
 
 void Endpoint::SetHandler(wire::MessageType type, RequestHandler handler) {
   core_->SetHandler(type, std::move(handler));

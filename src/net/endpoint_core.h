@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "hivemind/net/endpoint.h"
+#include "net/access_policy.h"
 #include "util/mutex.h"
 #include "zmq.hpp"
 
@@ -36,6 +38,7 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
 
   const std::string& address() const { return address_; }
   const PeerId& id() const { return options_.identity.public_key; }
+  const KeyPair& identity() const { return options_.identity; }
 
   // Thread-safe entry points: each queues a command for the I/O thread.
   void SetHandler(wire::MessageType type, Endpoint::RequestHandler handler);
@@ -79,6 +82,9 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
                  wire::MessageType type, uint64_t request_id, const SharedBytes& body);
   void ReadRouter();
   void ReadDealer(zmq::socket_t& dealer);
+  // Whether the connection `routing_id` may send requests here (checked once per
+  // connection, from `first`'s connection properties).
+  absl::Status Admission(const std::string& routing_id, const zmq::message_t& first);
   void HandleRequest(const std::string& routing_id, std::vector<zmq::message_t> parts);
   void HandleReply(std::vector<zmq::message_t> parts);
   void ExpireDeadlines();
@@ -90,6 +96,9 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
   void ConfigureSocket(zmq::socket_t& socket);
 
   EndpointOptions options_;
+  CurveKeys curve_;
+  std::optional<AccessPolicy> policy_;
+  std::string proof_;  // this peer's membership proof; empty without a secret
   std::string address_;
   zmq::context_t context_;
   int wake_fd_ = -1;
@@ -109,15 +118,18 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
   std::atomic<uint64_t> bytes_received_{0};
   std::atomic<uint64_t> bad_frames_{0};
   std::atomic<uint64_t> banned_connections_{0};
+  std::atomic<uint64_t> refused_requests_{0};
   std::atomic<uint64_t> open_connections_{0};
 
   // Owned by the I/O thread.
   std::unique_ptr<zmq::socket_t> router_;
+  std::unique_ptr<zmq::socket_t> zap_;  // private swarms only
   std::map<std::string, Dealer> dealers_;
   absl::flat_hash_map<uint64_t, Pending> pending_;
   std::set<std::pair<absl::Time, uint64_t>> deadlines_;
   absl::flat_hash_map<std::string, int> bad_frames_by_peer_;
   absl::flat_hash_set<std::string> banned_;
+  absl::flat_hash_map<std::string, absl::Status> admission_;  // by routing id
   uint64_t next_request_id_ = 1;
 };
 

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "hivemind/codec/factory.h"
 #include "hivemind/wire/buffer.h"
+#include "tests/net/raw_peer.h"
 #include "zmq.hpp"
 
 namespace hivemind {
@@ -394,7 +395,7 @@ TEST(AllReduce, GarbageSentToAMemberDoesNotStopTheRound) {
     zmq::context_t context;
     zmq::socket_t raw(context, zmq::socket_type::dealer);
     raw.set(zmq::sockopt::linger, 0);
-    raw.connect(swarm.group().members[0].address);
+    testing_util::ConnectRaw(raw, swarm.group().members[0].address);
     const std::string truncated =
         wire::EncodeFrame(wire::MessageType::kAllReducePart, 1, "junk", true)
             .substr(0, 20);
@@ -439,6 +440,7 @@ TEST(AllReduce, ForgedPartsAreRejectedAndTheirSenderExcluded) {
     w.PutF32(1.0f);
     w.PutU8(0);   // full values
     w.PutU64(0);  // no reference
+    w.PutU8(0);   // the mean
     body += payload;
     auto reply = swarm.peer(2).endpoint->Call(swarm.group().members[0].address,
                                               wire::MessageType::kAllReducePart,

@@ -10,6 +10,8 @@
 
 #include "gtest/gtest.h"
 #include "hivemind/wire/frame.h"
+#include "net/peer_address.h"
+#include "tests/net/raw_peer.h"
 #include "zmq.hpp"
 
 namespace hivemind {
@@ -181,12 +183,13 @@ TEST(Endpoint, BadListenAddressIsAnError) {
   EXPECT_FALSE(Endpoint::Create(options).ok());
 }
 
-// Sends raw multipart messages to `address` from a plain DEALER socket.
+// Sends raw multipart messages to `address` from a DEALER socket that completed
+// the CURVE handshake (an authenticated peer sending garbage).
 void SendRaw(zmq::context_t& context, const std::string& address,
              const std::vector<std::string>& frames) {
   zmq::socket_t raw(context, zmq::socket_type::dealer);
   raw.set(zmq::sockopt::linger, 1000);
-  raw.connect(address);
+  testing_util::ConnectRaw(raw, address);
   for (size_t i = 0; i < frames.size(); ++i) {
     raw.send(zmq::buffer(frames[i]),
              i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
@@ -235,7 +238,7 @@ TEST(Endpoint, AConnectionIsIgnoredAfterItsFirstGarbageFrame) {
   // Garbage first, then a valid request on the same connection: ignored.
   zmq::socket_t raw(context, zmq::socket_type::dealer);
   raw.set(zmq::sockopt::linger, 0);
-  raw.connect(server->address());
+  testing_util::ConnectRaw(raw, server->address());
   raw.send(zmq::str_buffer("junk"), zmq::send_flags::none);
   raw.send(zmq::buffer(valid.substr(0, 32)), zmq::send_flags::sndmore);
   raw.send(zmq::message_t(), zmq::send_flags::none);

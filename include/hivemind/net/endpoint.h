@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -50,8 +51,27 @@ struct HIVEMIND_EXPORT EndpointOptions {
   // Such a peer can send requests but receives none. Default: false.
   bool client_mode = false;
 
-  // This peer's key pair; generated when empty. Default: empty.
+  // This peer's key pair; generated when empty. Every connection is encrypted and
+  // authenticated with CURVE keys derived from it (net/identity.h). Default: empty.
   KeyPair identity;
+
+  // Encrypt and authenticate every connection with CURVE. Turn off only where the
+  // network is trusted (one cluster's LAN, loopback benchmarks): CURVE costs CPU, a
+  // single stream on loopback drops from about 900 to about 160 MB/s here. Every
+  // member of a swarm must agree (an encrypting and a plain peer cannot connect), and
+  // private swarms (below) need it. Default: true.
+  bool encrypt = true;
+
+  // A private swarm. With `authorized_peers`, this endpoint answers requests only
+  // from these peers and sends only to them. With `swarm_secret` (at least 16 bytes,
+  // the same on every member), only from and to peers that prove they know it: the
+  // proof travels in their addresses and connection metadata, bound to their keys
+  // (docs/security.md). With both, a peer must pass both. A refused request gets a
+  // kPermissionDenied reply with the reason, is logged and counted
+  // (Stats::refused_requests); a send to a non-member fails with kPermissionDenied.
+  // Both empty (the default): an open swarm, still encrypted.
+  std::vector<PeerId> authorized_peers;
+  std::string swarm_secret;
 
   // Largest body accepted; a peer sending a larger message is disconnected by
   // ZeroMQ before the message is buffered. Default: 64 MiB.
@@ -122,20 +142,28 @@ class HIVEMIND_EXPORT Endpoint {
   Endpoint(const Endpoint&) = delete;
   Endpoint& operator=(const Endpoint&) = delete;
 
-  // The bound address with the real port ("tcp://127.0.0.1:40123"); empty in
-  // client mode.
+  // The bound address with the real port and this peer's id, and its membership
+  // proof in a swarm with a secret ("tcp://127.0.0.1:40123;id=PEER_ID[;proof=HEX]"):
+  // what others pass to Request. Empty in client mode.
   const std::string& address() const;
 
   // This peer's id (its public key).
   const PeerId& id() const;
+
+  // This peer's key pair (the generated one if the options had none): what the
+  // averager and the state server sign their DHT records with. Lives as long as the
+  // endpoint.
+  const KeyPair& identity() const;
 
   // Routes requests of `type` to `handler` (replacing any previous one; an empty
   // handler removes it). Requests of a type without a handler get a kUnimplemented
   // error reply.
   void SetHandler(wire::MessageType type, RequestHandler handler);
 
-  // Sends a request to the peer listening at `address` and calls `done` once (see
-  // ReplyCallback). Never blocks on the network.
+  // Sends a request to the peer listening at `address` (another endpoint's
+  // address()) and calls `done` once (see ReplyCallback); kInvalidArgument for an
+  // address without a peer id, kPermissionDenied for a peer this swarm does not
+  // admit. Never blocks on the network.
   void Request(const std::string& address, wire::MessageType type, SharedBytes body,
                absl::Time deadline, ReplyCallback done);
 
@@ -149,6 +177,7 @@ class HIVEMIND_EXPORT Endpoint {
     uint64_t bytes_received = 0;
     uint64_t bad_frames = 0;  // frames that failed to parse
     uint64_t banned_connections = 0;
+    uint64_t refused_requests = 0;  // from peers this swarm does not admit
     uint64_t open_connections = 0;  // outgoing, now
   };
   Stats stats() const;
