@@ -1,7 +1,7 @@
 """hivemind_cpp.Optimizer: a torch.optim optimizer trained by a swarm of peers."""
 
 import math
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 
@@ -42,6 +42,10 @@ class Optimizer:
         grad_compression, state_compression: codec specs ("fp16", "blockwise4",
             ...) or Codec objects for gradients and parameters (None: float32).
         grad_error_feedback: error feedback for grad_compression.
+        aggregation: how reducers combine gradients and parameters: "mean", or
+            "centered_clip" (robust to Byzantine peers; every peer of a run must
+            use the same; needs min_group_size >= 3). clip_tau: CenteredClip's
+            radius as an RMS distance per element (0: automatic).
         use_local_updates: step the optimizer on every batch and average
             parameters each epoch instead of gradients.
         delay_updates: overlap gradient averaging with the next epoch's batches.
@@ -55,6 +59,11 @@ class Optimizer:
         bandwidth: announced for load balancing (0: unknown).
         load_state_max_donors: peers to download the state from at once.
         progress_log: a file that gets one JSON line per epoch ("" = none).
+        swarm_secret, authorized_peers: a private swarm (docs/security.md): only
+            peers that know the same secret (>= 16 bytes) or whose peer ids are
+            listed may exchange data with this one.
+        encrypt: CURVE on every connection (turn off only on a trusted network;
+            every peer of the run must agree).
 
     Raises hivemind_cpp.InvalidArgumentError for bad arguments (with the library's
     message). Not thread-safe: call from the training thread. ``step()`` releases
@@ -75,6 +84,8 @@ class Optimizer:
         grad_compression=None,
         state_compression=None,
         grad_error_feedback: bool = True,
+        aggregation: str = "mean",
+        clip_tau: float = 0.0,
         use_local_updates: bool = False,
         delay_updates: bool = False,
         diloco_outer_lr: float = 0.0,
@@ -91,6 +102,9 @@ class Optimizer:
         bandwidth: float = 0.0,
         load_state_max_donors: int = 3,
         progress_log: str = "",
+        swarm_secret: str = "",
+        authorized_peers: Sequence[str] = (),
+        encrypt: bool = True,
     ):
         if params is not None:
             params = list(params)
@@ -148,6 +162,11 @@ class Optimizer:
             bandwidth=bandwidth,
             load_state_max_donors=load_state_max_donors,
             progress_log=progress_log,
+            aggregation=aggregation,
+            clip_tau=clip_tau,
+            swarm_secret=swarm_secret,
+            authorized_peers=list(authorized_peers),
+            encrypt=encrypt,
         )
         self.dht = dht
         self.run_id = run_id

@@ -158,7 +158,8 @@ std::shared_ptr<AveragerHolder> MakeAverager(
     const py::object& compression, bool error_feedback, bool delta_mode,
     int group_bits_length, std::string initial_group_bits, std::string listen,
     bool client_mode, bool auxiliary, double bandwidth, uint32_t part_size,
-    int max_parts_in_flight, double sender_timeout, double allreduce_timeout) {
+    int max_parts_in_flight, double sender_timeout, double allreduce_timeout,
+    std::string swarm_secret, std::vector<std::string> authorized_peers, bool encrypt) {
   if (dht->shut_down()) RaiseStatus(absl::CancelledError("the DHT has shut down"));
   auto holder = std::make_shared<AveragerHolder>();
   holder->dht = std::move(dht);
@@ -181,6 +182,9 @@ std::shared_ptr<AveragerHolder> MakeAverager(
   o.endpoint.listen_address =
       absl::StartsWith(listen, "tcp://") ? listen : absl::StrCat("tcp://", listen);
   o.endpoint.client_mode = client_mode;
+  o.endpoint.swarm_secret = std::move(swarm_secret);
+  o.endpoint.authorized_peers = std::move(authorized_peers);
+  o.endpoint.encrypt = encrypt;
   o.mode = client_mode ? MemberMode::kClient
                        : (auxiliary ? MemberMode::kAuxiliary : MemberMode::kNode);
   o.bandwidth = bandwidth;
@@ -428,13 +432,18 @@ DecentralizedAverager(dht, tensors, *, prefix, target_group_size=16,
     min_group_size=2, matchmaking_time=5.0, compression=None, error_feedback=False,
     delta_mode=False, group_bits_length=0, initial_group_bits="",
     listen="127.0.0.1:0", client_mode=False, auxiliary=False, bandwidth=0.0,
-    part_size=0, max_parts_in_flight=4, sender_timeout=10.0, allreduce_timeout=60.0)
+    part_size=0, max_parts_in_flight=4, sender_timeout=10.0, allreduce_timeout=60.0,
+    swarm_secret="", authorized_peers=(), encrypt=True)
 
 tensors: a sequence of torch tensors (their shapes and values are copied into the
     averager's own float32 buffer), ints (1-D sizes, zero-filled) or shapes.
 prefix: DHT key prefix; peers averaging the same tensors use the same prefix.
 compression: a codec spec ("blockwise4", ...) or a Codec for what this peer sends.
 listen: the averager's TCP address (port 0: a free one).
+swarm_secret, authorized_peers: a private swarm (docs/security.md): only peers that
+    know the same secret (>= 16 bytes) or whose peer ids are listed may exchange data
+    with this one. encrypt: CURVE on every connection (turn off only on a trusted
+    network; every peer must agree).
 
 step() averages once; get_tensors() reads or writes the tensors. Raises
 InvalidArgumentError for bad options. Thread-safe; one background thread (which
@@ -448,7 +457,9 @@ never calls Python), joined by shutdown().)doc")
            py::arg("client_mode") = false, py::arg("auxiliary") = false,
            py::arg("bandwidth") = 0.0, py::arg("part_size") = 0,
            py::arg("max_parts_in_flight") = 4, py::arg("sender_timeout") = 10.0,
-           py::arg("allreduce_timeout") = 60.0)
+           py::arg("allreduce_timeout") = 60.0, py::arg("swarm_secret") = "",
+           py::arg("authorized_peers") = std::vector<std::string>{},
+           py::arg("encrypt") = true)
       .def(
           "step",
           [](std::shared_ptr<AveragerHolder> self, float weight, const py::object& round,

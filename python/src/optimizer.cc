@@ -191,7 +191,9 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
     int average_state_every, double matchmaking_time, int target_group_size,
     int min_group_size, double averaging_timeout, double load_state_timeout,
     bool client_mode, bool auxiliary, std::string listen, double bandwidth,
-    int load_state_max_donors, std::string progress_log) {
+    int load_state_max_donors, std::string progress_log, const std::string& aggregation,
+    double clip_tau, std::string swarm_secret, std::vector<std::string> authorized_peers,
+    bool encrypt) {
   if (dht->shut_down()) RaiseStatus(absl::CancelledError("the DHT has shut down"));
   CheckParams(params);
   auto holder = std::make_shared<OptimizerHolder>();
@@ -212,6 +214,13 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
   o.grad_codec = holder->grad_codec.get();
   o.state_codec = holder->state_codec.get();
   o.grad_error_feedback = grad_error_feedback;
+  if (aggregation == "centered_clip") {
+    o.aggregation.method = Aggregation::kCenteredClip;
+  } else if (aggregation != "mean") {
+    RaiseStatus(absl::InvalidArgumentError(absl::StrCat(
+        "aggregation must be \"mean\" or \"centered_clip\", not \"", aggregation, "\"")));
+  }
+  o.aggregation.clip_tau = static_cast<float>(clip_tau);
   o.delay_updates = delay_updates;
   o.use_local_updates = use_local_updates;
   o.diloco_outer_lr = diloco_outer_lr;
@@ -219,6 +228,9 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
   o.mode = client_mode ? MemberMode::kClient
                        : (auxiliary ? MemberMode::kAuxiliary : MemberMode::kNode);
   o.endpoint.client_mode = client_mode;
+  o.endpoint.swarm_secret = std::move(swarm_secret);
+  o.endpoint.authorized_peers = std::move(authorized_peers);
+  o.endpoint.encrypt = encrypt;
   o.endpoint.listen_address =
       absl::StartsWith(listen, "tcp://") ? listen : absl::StrCat("tcp://", listen);
   o.bandwidth = bandwidth;
@@ -355,7 +367,10 @@ void BindOptimizer(py::module_& m) {
            py::arg("min_group_size"), py::arg("averaging_timeout"),
            py::arg("load_state_timeout"), py::arg("client_mode"), py::arg("auxiliary"),
            py::arg("listen"), py::arg("bandwidth"), py::arg("load_state_max_donors"),
-           py::arg("progress_log"))
+           py::arg("progress_log"), py::arg("aggregation") = "mean",
+           py::arg("clip_tau") = 0.0, py::arg("swarm_secret") = "",
+           py::arg("authorized_peers") = std::vector<std::string>{},
+           py::arg("encrypt") = true)
       .def(
           "step",
           [](OptimizerHolder& h, int64_t batch_size, double loss) {

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <string>
@@ -49,7 +50,7 @@ class AllReducer::Registry {
 
   // Registers a round's inbox and hands it the parts that came early.
   absl::Status Register(const std::string& group_id,
-                        std::shared_ptr<internal::RoundInbox> inbox) {
+                        const std::shared_ptr<internal::RoundInbox>& inbox) {
     internal::MutexLock lock(&mu_);
     if (rounds_.count(group_id) > 0) {
       return absl::FailedPreconditionError("a round with this group id is running");
@@ -126,6 +127,33 @@ AllReducer::~AllReducer() {
 
 namespace {
 
+absl::Status ValidateAggregation(const AggregationOptions& a,
+                                 absl::Span<const float> values) {
+  if (a.method != Aggregation::kMean && a.method != Aggregation::kCenteredClip) {
+    return absl::InvalidArgumentError("unknown aggregation method");
+  }
+  if (!std::isfinite(a.clip_tau) || a.clip_tau < 0.0f || a.clip_iterations < 1 ||
+      !std::isfinite(a.clip_tolerance) || a.clip_tolerance < 0.0f) {
+    return absl::InvalidArgumentError(
+        "CenteredClip needs a finite clip_tau >= 0, clip_iterations >= 1 and a finite "
+        "clip_tolerance >= 0");
+  }
+  if (!std::isfinite(a.max_abs_value) || a.max_abs_value < 0.0f) {
+    return absl::InvalidArgumentError("max_abs_value must be finite and >= 0");
+  }
+  if (a.max_abs_value > 0.0f && !values.empty()) {
+    const uint32_t bits = internal::MaxAbsBits(values.data(), values.size());
+    float largest = 0.0f;
+    std::memcpy(&largest, &bits, sizeof(largest));
+    if (largest > a.max_abs_value) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "values hold a value of magnitude ", largest, ", over max_abs_value ",
+          a.max_abs_value, "; refusing to average"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Validate(const GroupInfo& group, int my_index,
                       absl::Span<const float> values, const AllReduceOptions& options) {
   if (my_index < 0 || static_cast<size_t>(my_index) >= group.members.size()) {
@@ -162,7 +190,8 @@ absl::Status Validate(const GroupInfo& group, int my_index,
   if (!auxiliary && !internal::AllFinite(values.data(), values.size())) {
     return absl::InvalidArgumentError("values hold NaN or Inf; refusing to average");
   }
-  return absl::OkStatus();
+  return ValidateAggregation(options.aggregation,
+                             auxiliary ? absl::Span<const float>() : values);
 }
 
 }  // namespace

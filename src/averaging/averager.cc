@@ -345,6 +345,7 @@ absl::StatusOr<AllReduceReport> AveragerCore::Average(const MatchedGroup& matche
   ar.part_size = options_.part_size;
   ar.max_parts_in_flight = options_.max_parts_in_flight;
   ar.sender_timeout = options_.sender_timeout;
+  ar.aggregation = options_.aggregation;
   ar.timeout = std::max(absl::Milliseconds(100),
                         std::min(options_.allreduce_timeout, deadline - absl::Now()));
   absl::StatusOr<AllReduceReport> report =

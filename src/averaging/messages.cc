@@ -16,6 +16,7 @@ void WritePartHeader(const PartHeader& header, std::string* body) {
   writer.PutF32(header.weight);
   writer.PutU8(static_cast<uint8_t>(header.kind));
   writer.PutU64(header.reference_hash);
+  writer.PutU8(static_cast<uint8_t>(header.aggregation));
 }
 
 void WriteResultHeader(const ResultHeader& header, std::string* body) {
@@ -52,6 +53,12 @@ absl::Status ParsePart(absl::string_view body, PartHeader* header,
   if (header->weight < 0.0f) return absl::DataLossError("part has a negative weight");
   HIVEMIND_RETURN_IF_ERROR(ReadKind(reader, &header->kind));
   HIVEMIND_RETURN_IF_ERROR(reader.ReadU64(&header->reference_hash));
+  uint8_t aggregation = 0;
+  HIVEMIND_RETURN_IF_ERROR(reader.ReadU8(&aggregation));
+  if (aggregation > static_cast<uint8_t>(Aggregation::kCenteredClip)) {
+    return absl::DataLossError("unknown all-reduce aggregation");
+  }
+  header->aggregation = static_cast<Aggregation>(aggregation);
   return reader.ReadRaw(reader.remaining(), payload);
 }
 

@@ -1,12 +1,13 @@
 // Bodies of the all-reduce messages (docs/wire_format.md, "All-reduce messages").
 //
 //   kAllReducePart:   bytes group_id (<= 64), u32 sender, u32 reducer, u32 part,
-//                     f32 weight, u8 kind, u64 reference_hash, then the codec
-//                     payload (the rest of the body)
+//                     f32 weight, u8 kind, u64 reference_hash, u8 aggregation,
+//                     then the codec payload (the rest of the body)
 //   kAllReduceResult: bytes group_id (<= 64), u32 reducer, u32 part, u8 kind, then
 //                     the codec payload of the averaged part (the rest of the body)
 // kind 0: the payload holds values; kind 1: the payload holds values minus the
-// reference whose XXH3-64 is reference_hash (delta mode).
+// reference whose XXH3-64 is reference_hash (delta mode). aggregation: the sender's
+// Aggregation (hivemind/averaging/allreduce.h), which its reducer must share.
 #ifndef HIVEMIND_AVERAGING_MESSAGES_H_
 #define HIVEMIND_AVERAGING_MESSAGES_H_
 
@@ -15,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "hivemind/averaging/allreduce.h"
 
 namespace hivemind {
 namespace internal {
@@ -32,6 +34,7 @@ struct PartHeader {
   float weight = 0.0f;
   PayloadKind kind = PayloadKind::kValues;
   uint64_t reference_hash = 0;  // with kDelta
+  Aggregation aggregation = Aggregation::kMean;
 };
 
 struct ResultHeader {
@@ -53,7 +56,7 @@ inline size_t ResultHeaderSize(absl::string_view group_id) {
 
 // Parses a body; `*payload` is the rest of it. kDataLoss on malformed bodies (a
 // truncated field, an oversized group id, a NaN or Inf weight, a negative weight,
-// an unknown kind).
+// an unknown kind or aggregation).
 absl::Status ParsePart(absl::string_view body, PartHeader* header,
                        absl::string_view* payload);
 absl::Status ParseResult(absl::string_view body, ResultHeader* header,

@@ -1,12 +1,15 @@
 #include "averaging/round.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "averaging/centered_clip.h"
 #include "averaging/messages.h"
+#include "codec/simd.h"
 #include "hivemind/averaging/load_balancing.h"
 
 namespace hivemind {
@@ -15,6 +18,10 @@ namespace {
 
 // Longest the round thread sleeps between checks of the senders' deadlines.
 constexpr absl::Duration kTick = absl::Milliseconds(50);
+
+const char* AggregationName(Aggregation method) {
+  return method == Aggregation::kCenteredClip ? "CenteredClip" : "the mean";
+}
 
 }  // namespace
 
@@ -73,7 +80,7 @@ uint64_t AutoPartSize(uint64_t span) {
   // bound with 8 hosts at 100 Mbit/s, against 82% with 128 KiB parts), large enough
   // that per-message costs stay small on fast ones.
   constexpr uint64_t kPartsPerSpan = 32;
-  constexpr uint64_t kMin = 4096, kMax = 256 * 1024;
+  constexpr uint64_t kMin = 4096, kMax = uint64_t{256} * 1024;
   return std::min(kMax, std::max(kMin, (span + kPartsPerSpan - 1) / kPartsPerSpan));
 }
 
@@ -124,6 +131,10 @@ absl::StatusOr<AllReduceReport> Round::Run() {
   for (ReducedPart& p : reduced_) {
     p.weight_sum = my_weight;
     p.received.assign(n, false);
+    if (Clipping()) {
+      p.inputs.resize(n);
+      p.input_weights.assign(n, 0.0f);
+    }
   }
   expected_.assign(n, false);
   for (size_t s = 0; s < n; ++s) {
@@ -179,7 +190,7 @@ void Round::SendPart(int reducer, uint32_t part) {
   WritePartHeader(
       {group_.group_id, static_cast<uint32_t>(me_), static_cast<uint32_t>(reducer), part,
        options_.weight, delta ? PayloadKind::kDelta : PayloadKind::kValues,
-       delta ? group_.members[me_].reference_hash : 0},
+       delta ? group_.members[me_].reference_hash : 0, options_.aggregation.method},
       &header);
   // Inputs were checked for NaN/Inf before the round; only a garbage residual or
   // reference could make them non-finite, and then the part goes out empty and the
@@ -281,12 +292,16 @@ absl::Status Round::AcceptPart(PartEvent& event) {
     return absl::FailedPreconditionError(
         "delta part against a reference this reducer does not hold");
   }
+  if (header.aggregation != options_.aggregation.method) {
+    absl::Status why = absl::FailedPreconditionError(absl::StrCat(
+        "member ", s, " aggregates with ", AggregationName(header.aggregation),
+        ", this reducer with ", AggregationName(options_.aggregation.method)));
+    Exclude(static_cast<int>(s), why);
+    return why;
+  }
   report_.bytes_received += event.message.body.size();
   const absl::Time t0 = absl::Now();
-  const uint64_t begin = PartBegin(me_, header.part) - spans_[me_].begin;
-  const uint64_t end = PartEnd(me_, header.part) - spans_[me_].begin;
-  absl::Status added =
-      DecodeAdd(payload, header.weight, acc_.subspan(begin, end - begin));
+  absl::Status added = Contribute(header, payload, p);
   report_.reduce_time += absl::Now() - t0;
   if (!added.ok()) {
     Exclude(static_cast<int>(s), added);
@@ -299,6 +314,43 @@ absl::Status Round::AcceptPart(PartEvent& event) {
   ++delivered_[s];
   ++unanswered_[s];
   last_progress_[s] = absl::Now();
+  return absl::OkStatus();
+}
+
+absl::Status Round::Contribute(const PartHeader& header, absl::string_view payload,
+                               ReducedPart& p) {
+  const uint64_t begin = PartBegin(me_, header.part), end = PartEnd(me_, header.part);
+  float* acc = acc_.data() + (begin - spans_[me_].begin);
+  const float bound = options_.aggregation.max_abs_value;
+  if (!Clipping() && bound == 0.0f) {  // nothing to check first: the fused hot path
+    return DecodeAdd(payload, header.weight, absl::MakeSpan(acc, end - begin));
+  }
+  // Decoding rejects NaN and Inf; the bound is checked before anything is added.
+  std::vector<float>& decoded = Clipping() ? p.inputs[header.sender] : part_scratch_;
+  decoded.resize(end - begin);
+  absl::Status status = Decode(payload, absl::MakeSpan(decoded));
+  if (status.ok() && bound > 0.0f) {
+    const uint32_t bits = MaxAbsBits(decoded.data(), decoded.size());
+    float largest = 0.0f;
+    std::memcpy(&largest, &bits, sizeof(largest));
+    if (largest > bound) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("part ", header.part, " holds a value of magnitude ", largest,
+                       ", over max_abs_value ", bound));
+    }
+  }
+  if (!status.ok()) {
+    if (Clipping()) std::vector<float>().swap(decoded);
+    return status;
+  }
+  if (Clipping()) {  // kept as full values
+    if (header.kind == PayloadKind::kDelta) {
+      for (uint64_t i = begin; i < end; ++i) decoded[i - begin] += (*reference_)[i];
+    }
+    p.input_weights[header.sender] = header.weight;
+    return absl::OkStatus();
+  }
+  for (uint64_t i = 0; i < end - begin; ++i) acc[i] += header.weight * decoded[i];
   return absl::OkStatus();
 }
 
@@ -352,13 +404,21 @@ void Round::Finalize(uint32_t k) {
   }
   const uint64_t begin = PartBegin(me_, k), end = PartEnd(me_, k);
   absl::Span<float> averaged = acc_.subspan(begin - spans_[me_].begin, end - begin);
-  // Deltas were accumulated without their reference: add it back, weighted.
-  if (p.delta_weight > 0.0) {
-    const float dw = static_cast<float>(p.delta_weight);
-    for (uint64_t i = begin; i < end; ++i) averaged[i - begin] += dw * (*reference_)[i];
+  if (Clipping()) {
+    absl::Status clipped = CombineClipped(k, averaged);
+    if (!clipped.ok()) {
+      for (Waiting& w : waiting) w.responder.ReplyError(clipped);
+      return;
+    }
+  } else {
+    // Deltas were accumulated without their reference: add it back, weighted.
+    if (p.delta_weight > 0.0) {
+      const float dw = static_cast<float>(p.delta_weight);
+      for (uint64_t i = begin; i < end; ++i) averaged[i - begin] += dw * (*reference_)[i];
+    }
+    const float total = static_cast<float>(p.weight_sum);
+    for (float& v : averaged) v /= total;
   }
-  const float total = static_cast<float>(p.weight_sum);
-  for (float& v : averaged) v /= total;
 
   // This member's own output comes from the same bytes as everyone else's: the
   // delta result if it holds the reference, else the full one. Error feedback (the
@@ -393,6 +453,30 @@ void Round::Finalize(uint32_t k) {
     w.responder.Reply(wire::MessageType::kAllReduceResult, body);
     report_.bytes_sent += body->size();
   }
+}
+
+absl::Status Round::CombineClipped(uint32_t k, absl::Span<float> out) {
+  const absl::Time t0 = absl::Now();
+  ReducedPart& p = reduced_[k];
+  const uint64_t begin = PartBegin(me_, k), end = PartEnd(me_, k);
+  std::vector<absl::Span<const float>> inputs;
+  std::vector<float> weights;
+  if (Contributes()) {
+    inputs.push_back(values_.subspan(begin, end - begin));
+    weights.push_back(options_.weight);
+  }
+  for (size_t s = 0; s < p.received.size(); ++s) {
+    if (p.received[s]) {
+      inputs.push_back(p.inputs[s]);
+      weights.push_back(p.input_weights[s]);
+    }
+  }
+  const AggregationOptions& a = options_.aggregation;
+  absl::StatusOr<CenteredClipStats> stats = CenteredClip(
+      inputs, weights, {a.clip_tau, a.clip_iterations, a.clip_tolerance}, out);
+  std::vector<std::vector<float>>().swap(p.inputs);  // done with them
+  report_.reduce_time += absl::Now() - t0;
+  return stats.status();
 }
 
 absl::StatusOr<SharedBytes> Round::EncodeResult(uint32_t part, PayloadKind kind,

@@ -81,6 +81,10 @@ class Round {
     double weight_sum = 0.0;
     double delta_weight = 0.0;   // weight of parts that came as deltas
     std::vector<bool> received;  // by sender
+    // CenteredClip keeps every sender's contribution (full values) until the part
+    // is complete; by sender, empty for those that have not delivered.
+    std::vector<std::vector<float>> inputs;
+    std::vector<float> input_weights;
     std::vector<Waiting> waiting;
     bool finalized = false;
     bool averaged = false;
@@ -98,6 +102,15 @@ class Round {
 
   void OnPart(PartEvent& event);
   absl::Status AcceptPart(PartEvent& event);
+  // Checks a part's decoded values and adds them to the part: into the accumulator
+  // (mean) or kept (CenteredClip). On error nothing was added.
+  absl::Status Contribute(const PartHeader& header, absl::string_view payload,
+                          ReducedPart& p);
+  bool Clipping() const {
+    return options_.aggregation.method == Aggregation::kCenteredClip;
+  }
+  // CenteredClip of part k's contributions (this member's own included) into `out`.
+  absl::Status CombineClipped(uint32_t k, absl::Span<float> out);
   void ExcludeLateSenders(absl::Time now);
   void Exclude(int sender, absl::Status why);
   void FinalizeReady();
@@ -146,6 +159,7 @@ class Round {
   const std::vector<float>* reference_;  // null unless this member holds one
   std::vector<float> scratch_;           // part + residual, while encoding
   std::vector<float> decoded_;           // a delta result, before the reference is added
+  std::vector<float> part_scratch_;      // a received part, checked before it is added
   bool cancelled_ = false;
   AllReduceReport report_;
 };

@@ -133,10 +133,22 @@ namespace {
 
 std::string ShortId(const PeerId& id) { return id.substr(0, 8); }
 
-// Copies tensors (float32, contiguous) into one flat vector, and back.
+// A host view of `numel` floats at `data` (no copy, not owned).
+torch::Tensor HostView(float* data, int64_t numel) {
+  return torch::from_blob(data, {numel}, torch::TensorOptions().dtype(torch::kFloat));
+}
+
+// Copies tensors (float32, contiguous) into one flat host vector, and back. CPU
+// tensors are copied directly; tensors on a device (CUDA) go through torch's copy,
+// which moves them to and from the host (the averagers work on host memory).
 void Flatten(const std::vector<torch::Tensor>& tensors, float* out) {
   for (const torch::Tensor& t : tensors) {
-    std::memcpy(out, t.data_ptr<float>(), static_cast<size_t>(t.numel()) * sizeof(float));
+    if (t.device().is_cpu()) {
+      std::memcpy(out, t.data_ptr<float>(),
+                  static_cast<size_t>(t.numel()) * sizeof(float));
+    } else {
+      HostView(out, t.numel()).copy_(t.reshape({-1}));
+    }
     out += t.numel();
   }
 }
@@ -144,7 +156,12 @@ void Flatten(const std::vector<torch::Tensor>& tensors, float* out) {
 void Unflatten(const float* in, std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
   for (torch::Tensor& t : tensors) {
-    std::memcpy(t.data_ptr<float>(), in, static_cast<size_t>(t.numel()) * sizeof(float));
+    if (t.device().is_cpu()) {
+      std::memcpy(t.data_ptr<float>(), in,
+                  static_cast<size_t>(t.numel()) * sizeof(float));
+    } else {
+      t.view({-1}).copy_(HostView(const_cast<float*>(in), t.numel()));
+    }
     in += t.numel();
   }
 }
@@ -152,10 +169,10 @@ void Unflatten(const float* in, std::vector<torch::Tensor>& tensors) {
 absl::Status ValidateParams(const std::vector<torch::Tensor>& params) {
   if (params.empty()) return absl::InvalidArgumentError("no parameters");
   for (const torch::Tensor& p : params) {
-    if (!p.defined() || p.scalar_type() != torch::kFloat || !p.device().is_cpu() ||
-        !p.is_contiguous() || p.numel() == 0) {
+    if (!p.defined() || p.scalar_type() != torch::kFloat || !p.is_contiguous() ||
+        p.numel() == 0) {
       return absl::InvalidArgumentError(
-          "parameters must be non-empty contiguous float32 CPU tensors");
+          "parameters must be non-empty contiguous float32 tensors");
     }
   }
   return absl::OkStatus();
@@ -211,6 +228,7 @@ absl::StatusOr<std::unique_ptr<DecentralizedAverager>> OptimizerCore::MakeAverag
   a.allreduce_timeout = options_.averaging_timeout;
   a.codec = codec;
   a.error_feedback = error_feedback && codec != nullptr;
+  a.aggregation = options_.aggregation;
   return DecentralizedAverager::Create(dht_, sizes, std::move(a));
 }
 
@@ -334,7 +352,9 @@ absl::Status OptimizerCore::Accumulate(int64_t batch_size) {
   } else {
     const float scale = static_cast<float>(batch_size);
     float* acc = grad_acc_.data();
-    for (const torch::Tensor& g : grads) {
+    for (const torch::Tensor& device_grad : grads) {
+      const torch::Tensor g =
+          device_grad.device().is_cpu() ? device_grad : device_grad.to(torch::kCPU);
       const float* src = g.data_ptr<float>();
       for (int64_t i = 0; i < g.numel(); ++i) acc[i] += src[i] * scale;
       acc += g.numel();
@@ -502,7 +522,7 @@ std::vector<torch::Tensor> OptimizerCore::StartStatistics(
   std::vector<torch::Tensor> stats = inner_->Statistics();
   std::vector<size_t> sizes;
   for (const torch::Tensor& t : stats) {
-    if (t.scalar_type() != torch::kFloat || !t.is_contiguous() || !t.device().is_cpu()) {
+    if (t.scalar_type() != torch::kFloat || !t.is_contiguous()) {
       return {};
     }
     sizes.push_back(static_cast<size_t>(t.numel()));

@@ -22,6 +22,11 @@ TEST(AllReduceMessages, PartRoundTrips) {
   EXPECT_EQ(h.weight, 2.5f);
   EXPECT_EQ(payload, "PAYLOAD");
   EXPECT_EQ(*PeekGroupId(body), "group-1");
+  EXPECT_EQ(h.aggregation, Aggregation::kMean);
+  WritePartHeader(
+      {"g", 0, 0, 0, 1.0f, PayloadKind::kValues, 0, Aggregation::kCenteredClip}, &body);
+  ASSERT_TRUE(ParsePart(body, &h, &payload).ok());
+  EXPECT_EQ(h.aggregation, Aggregation::kCenteredClip);
 }
 
 TEST(AllReduceMessages, ResultRoundTrips) {
@@ -50,16 +55,21 @@ TEST(AllReduceMessages, MalformedBodiesAreDataLoss) {
   std::string nan_weight;
   WritePartHeader({"group", 0, 0, 0, 0.0f}, &nan_weight);
   const float nan = std::nanf("");
-  // The weight is followed by the kind (1 byte) and the reference hash (8 bytes).
-  std::memcpy(&nan_weight[nan_weight.size() - 13], &nan, 4);
+  // The weight is followed by the kind (1 byte), the reference hash (8 bytes) and
+  // the aggregation (1 byte).
+  std::memcpy(&nan_weight[nan_weight.size() - 14], &nan, 4);
   EXPECT_EQ(ParsePart(nan_weight, &h, &payload).code(), absl::StatusCode::kDataLoss);
   std::string negative;
   WritePartHeader({"group", 0, 0, 0, -1.0f}, &negative);
   EXPECT_EQ(ParsePart(negative, &h, &payload).code(), absl::StatusCode::kDataLoss);
   std::string bad_kind;
   WritePartHeader({"group", 0, 0, 0, 1.0f}, &bad_kind);
-  bad_kind[bad_kind.size() - 9] = 2;
+  bad_kind[bad_kind.size() - 10] = 2;
   EXPECT_EQ(ParsePart(bad_kind, &h, &payload).code(), absl::StatusCode::kDataLoss);
+  std::string bad_aggregation;
+  WritePartHeader({"group", 0, 0, 0, 1.0f}, &bad_aggregation);
+  bad_aggregation.back() = 2;
+  EXPECT_EQ(ParsePart(bad_aggregation, &h, &payload).code(), absl::StatusCode::kDataLoss);
   std::string long_id;
   WritePartHeader({std::string(65, 'x'), 0, 0, 0, 1.0f}, &long_id);
   EXPECT_EQ(ParsePart(long_id, &h, &payload).code(), absl::StatusCode::kDataLoss);

@@ -21,6 +21,22 @@
 // excluded sender keeps its local values for that span. A reducer that dies (or
 // misses the reply deadline) leaves the parts it owed at their local values. Every
 // wait has a deadline; Run returns by options.timeout (plus one poll period).
+//
+// Byzantine robustness (AggregationOptions). Before a contribution touches the
+// average, its reducer rejects it if it decodes to NaN or Inf (kDataLoss) or holds a
+// value beyond max_abs_value (kInvalidArgument), and excludes its sender as above
+// (AllReduceReport::excluded says why). With Aggregation::kCenteredClip the reducer
+// keeps every contribution to a part and combines them with CenteredClip (Karimireddy
+// et al. 2021, hivemind's BTARD): from the coordinate-wise weighted median c, repeat
+//   c <- c + sum_i w_i * (x_i - c) * min(1, tau / d_i) / sum_i w_i,
+//   d_i = ||x_i - c||_2 / sqrt(elements of the part)  (the RMS distance),
+// until the step is below clip_tolerance x tau or clip_iterations ran. At the fixed
+// point, if every honest contribution lies within tau of c, c lies within
+// tau x (Byzantine weight / honest weight) of the honest weighted mean, however far
+// the others are; the plain mean moves by (Byzantine weight / total) x their offset.
+// It needs an honest majority by weight in the group (of 2 members, it is their
+// mean). Weights are the senders' own claims: a Byzantine member can inflate its
+// weight. A Byzantine reducer can still corrupt its own span.
 #ifndef HIVEMIND_AVERAGING_ALLREDUCE_H_
 #define HIVEMIND_AVERAGING_ALLREDUCE_H_
 
@@ -43,6 +59,43 @@ namespace hivemind {
 namespace internal {
 class BufferPool;
 }  // namespace internal
+
+// How a reducer combines the contributions to a part. Wire values (the part header
+// carries the sender's): do not renumber.
+enum class Aggregation : uint8_t {
+  kMean = 0,          // the weighted mean
+  kCenteredClip = 1,  // CenteredClip (see "Byzantine robustness" above)
+};
+
+// Every member of a group must use the same method and parameters: a reducer
+// excludes a sender whose parts name another method (kFailedPrecondition); tau,
+// iterations and tolerance are not checked.
+struct HIVEMIND_EXPORT AggregationOptions {
+  // Default: kMean.
+  Aggregation method = Aggregation::kMean;
+
+  // CenteredClip's clipping radius tau, as an RMS distance per element (so it does
+  // not depend on the part size). 0: automatic, per part: the weighted median of
+  // the contributions' RMS distances from the coordinate-wise weighted median (scale
+  // free, so it follows gradients as they shrink; about half the honest
+  // contributions are clipped a little). Must be finite and >= 0. Default: 0.
+  float clip_tau = 0.0f;
+
+  // CenteredClip's iteration limit, >= 1. Default: 20.
+  int clip_iterations = 20;
+
+  // CenteredClip stops when a step moves the centre by less than this x tau (RMS
+  // per element). Must be finite and >= 0. Default: 1e-4.
+  float clip_tolerance = 1e-4f;
+
+  // A reducer rejects (and excludes the sender of) a decoded contribution holding a
+  // value whose absolute value exceeds this (the payload as sent: values, or their
+  // change against the reference in delta mode), in both methods; Run refuses
+  // values beyond it with kInvalidArgument. 0: no bound (NaN and Inf are always
+  // rejected). Must be finite and >= 0. Default: 1e15, far beyond any gradient or
+  // parameter and low enough that no weighted sum of a group overflows float32.
+  float max_abs_value = 1e15f;
+};
 
 struct HIVEMIND_EXPORT AllReduceOptions {
   // Codec for the parts this member sends and the results it sends back as a
@@ -82,6 +135,13 @@ struct HIVEMIND_EXPORT AllReduceOptions {
 
   // The whole round. Default: 60 s.
   absl::Duration timeout = absl::Seconds(60);
+
+  // How this member's reducer combines the parts of its span, and which parts it
+  // rejects (see "Byzantine robustness" above). With kCenteredClip the reducer
+  // holds every contribution to a part until the part is complete: about
+  // (members x its span) floats at worst, and the clip costs about
+  // 2 x clip_iterations passes over them. Default: mean, max_abs_value 1e15.
+  AggregationOptions aggregation;
 };
 
 // What became of one member's span, from this member's point of view.
@@ -135,7 +195,8 @@ class HIVEMIND_EXPORT AllReducer {
   //  - kInvalidArgument: my_index out of range, an empty or duplicate group id, a
   //    non-finite or negative weight, a residual or reference of the wrong size, a
   //    reference whose hash is not this member's reference_hash, values holding
-  //    NaN or Inf (nothing is sent then);
+  //    NaN or Inf or a value beyond aggregation.max_abs_value, invalid
+  //    aggregation options (nothing is sent then);
   //  - kFailedPrecondition: another round with this group id is running here;
   //  - kCancelled: the endpoint shut down during the round.
   // Auxiliary members pass a vector of the group's size; its values are ignored and

@@ -98,6 +98,11 @@ struct HIVEMIND_EXPORT AveragerOptions {
   int max_parts_in_flight = 4;
   absl::Duration sender_timeout = absl::Seconds(10);
   absl::Duration allreduce_timeout = absl::Seconds(60);
+
+  // How reducers combine contributions (mean or CenteredClip) and which they reject
+  // (AllReduceOptions::aggregation). Every peer under `prefix` must use the same.
+  // Default: the mean, max_abs_value 1e15.
+  AggregationOptions aggregation;
 };
 
 struct HIVEMIND_EXPORT StepOptions {

@@ -46,6 +46,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "hivemind/averaging/allreduce.h"
 #include "hivemind/averaging/group.h"
 #include "hivemind/codec/codec.h"
 #include "hivemind/dht/dht.h"
@@ -88,6 +89,14 @@ struct HIVEMIND_EXPORT OptimizerOptions {
   const Codec* state_codec = nullptr;
   // Error feedback for grad_codec. Default: true.
   bool grad_error_feedback = true;
+  // How reducers combine what the peers average - gradients (or pseudo-gradients),
+  // parameters and optimizer statistics: the mean, or CenteredClip against
+  // Byzantine peers (a peer whose rounds fail steps alone, so its parameters are as
+  // suspect as its gradients), and which contributions they reject
+  // (AllReduceOptions::aggregation). Every peer of a run must use the same.
+  // CenteredClip needs an honest majority (by weight) in every group: with groups
+  // of 2 it is the mean, so set min_group_size >= 3. Default: the mean.
+  AggregationOptions aggregation;
 
   // Overlap averaging with computation (delayed updates): at the end of an epoch
   // the gradient averaging starts in the background and training goes on with the
@@ -192,8 +201,10 @@ class OptimizerCore;
 // destructor calls. The Dht must outlive the optimizer.
 class HIVEMIND_EXPORT DecentralizedOptimizer {
  public:
-  // `params` are the model's parameters (float32, contiguous, on the CPU); `inner`
-  // the optimizer over the same parameters. Returns kInvalidArgument for bad
+  // `params` are the model's parameters (float32, contiguous; on the CPU, or on a
+  // CUDA device with a CUDA build of libtorch: gradients, parameters and statistics
+  // are then copied to host memory for averaging and back, with torch's own copies);
+  // `inner` the optimizer over the same parameters. Returns kInvalidArgument for bad
   // options or parameters, or the errors of the endpoints and the DHT.
   static absl::StatusOr<std::unique_ptr<DecentralizedOptimizer>> Create(
       Dht* dht, std::vector<torch::Tensor> params,
