@@ -17,6 +17,9 @@ using internal::MutexLock;
 
 namespace {
 
+// How often a waiter re-checks once the predicted time of the next epoch has passed.
+constexpr absl::Duration kReadyPoll = absl::Milliseconds(50);
+
 absl::Status ValidateOptions(const Dht* dht, const ProgressTrackerOptions& o) {
   if (dht == nullptr) return absl::InvalidArgumentError("null dht");
   if (o.prefix.empty()) return absl::InvalidArgumentError("empty prefix");
@@ -114,10 +117,27 @@ class ProgressTracker::Impl {
  private:
   absl::Time Now() const { return options_.clock ? options_.clock() : absl::Now(); }
 
+  // Ready when the swarm is ahead, or has (probably) accumulated the target: this
+  // peer's samples exactly, the others' extrapolated from their last reports at
+  // their rates (their records are stale by up to a refresh period). This peer's
+  // own slowness never makes it ready: a lone peer ends an epoch exactly at the
+  // target.
   bool ReadyLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return global_.epoch > local_.epoch ||
            global_.samples_accumulated >= options_.target_batch_size ||
-           now >= global_.eta_next_epoch;
+           EstimatedSamplesLocked(now) >= static_cast<double>(options_.target_batch_size);
+  }
+
+  double EstimatedSamplesLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    double total = local_.epoch == global_.epoch
+                       ? static_cast<double>(local_.samples_accumulated)
+                       : 0.0;
+    for (const PeerProgress& p : others_) {
+      if (p.epoch != global_.epoch) continue;
+      const double since = std::max(0.0, absl::ToDoubleSeconds(now - p.time));
+      total += static_cast<double>(p.samples_accumulated) + since * p.samples_per_second;
+    }
+    return total;
   }
 
   void ReportLocked(uint64_t epoch, uint64_t samples) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -262,8 +282,10 @@ absl::Status ProgressTracker::Impl::WaitUntilReady(absl::Time deadline) {
     if (ReadyLocked(now)) return absl::OkStatus();
     if (now >= deadline) return absl::DeadlineExceededError("swarm not ready in time");
     const uint64_t seen = updates_;
-    const absl::Time wake =
-        RealDeadline(std::min(deadline, global_.eta_next_epoch) - now);
+    // Wake at the predicted time (or, once it has passed, every 50 ms) to extrapolate
+    // the others' progress again.
+    const absl::Time wake = RealDeadline(
+        std::min(deadline, std::max(global_.eta_next_epoch, now + kReadyPoll)) - now);
     cv_.WaitUntil(&mu_, wake, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return shutdown_ || updates_ != seen;
     });

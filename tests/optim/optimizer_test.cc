@@ -132,6 +132,58 @@ std::vector<float> Flat(const std::vector<torch::Tensor>& tensors) {
   return out;
 }
 
+TEST_F(OptimizerSwarm, CudaParametersAverageThroughHostMemory) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "no CUDA device (torch::cuda::is_available() is false: a CPU-only "
+                    "libtorch, as Debian's, or no GPU); scripts/gpu_tests.sh runs this "
+                    "with a CUDA build of libtorch on a GPU machine";
+  }
+  OptimizerOptions options = Options();
+  options.target_group_size = 2;
+  std::vector<std::unique_ptr<Peer>> peers;
+  for (uint64_t seed : {1, 2}) {
+    auto peer = std::make_unique<Peer>();
+    DhtOptions d;
+    d.run_id = "optim";
+    d.initial_peers = {bootstrap_->address()};
+    peer->dht = std::move(OpenDhtNode::Create(d)).value();
+    peer->model = MakeModel(seed);
+    peer->model->to(torch::kCUDA);
+    auto opt = DecentralizedOptimizer::Create(
+        peer->dht.get(), peer->model->parameters(),
+        std::make_unique<torch::optim::SGD>(peer->model->parameters(),
+                                            torch::optim::SGDOptions(0.05).momentum(0.9)),
+        options);
+    ASSERT_TRUE(opt.ok()) << opt.status();
+    peer->opt = std::move(opt).value();
+    peers.push_back(std::move(peer));
+  }
+  for (auto& peer : peers) {
+    Peer* p = peer.get();
+    p->thread = std::thread([p] {
+      const torch::Tensor w = torch::ones({8, 2}, torch::kCUDA);
+      while (p->opt->local_epoch() < 2) {
+        torch::Tensor x = torch::randn({16, 8}, torch::kCUDA);
+        p->opt->ZeroGrad();
+        torch::Tensor loss = torch::mse_loss(p->model->forward(x), torch::matmul(x, w));
+        loss.backward();
+        ASSERT_TRUE(p->opt->Step(16, loss.item<double>()).ok());
+      }
+    });
+  }
+  for (auto& peer : peers) peer->thread.join();
+  auto host = [](torch::nn::Sequential& model) {
+    std::vector<float> out;
+    for (const torch::Tensor& p : model->parameters()) {
+      const torch::Tensor c = p.detach().cpu().contiguous();
+      out.insert(out.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+    }
+    return out;
+  };
+  EXPECT_EQ(host(peers[0]->model), host(peers[1]->model));
+  EXPECT_TRUE(peers[0]->model->parameters()[0].is_cuda());
+}
+
 TEST_F(OptimizerSwarm, LocalUpdatesAverageParametersAndOptimizerStatistics) {
   OptimizerOptions options = Options();
   options.use_local_updates = true;  // local steps: momentum buffers drift apart

@@ -325,6 +325,46 @@ TEST_F(TrackerSwarm, ReadyExactlyWhenTheSwarmReachesTheTarget) {
   }
 }
 
+TEST(ProgressTracker, ALonePeerSlowerThanItsEstimateIsNotReadyBeforeTheTarget) {
+  // Its own samples are known exactly; only other peers' progress is extrapolated.
+  // (Extrapolating its own made a slow step end the epoch early.)
+  ManualClock clock;
+  auto node = Node();
+  ASSERT_NE(node, nullptr);
+  ProgressTrackerOptions options;
+  options.prefix = "lone";
+  options.target_batch_size = 40;
+  options.clock = clock.AsFunction();
+  auto tracker = std::move(ProgressTracker::Create(node.get(), options)).value();
+  for (uint64_t samples : {10, 20, 30}) {
+    clock.Advance(absl::Seconds(1));
+    tracker->ReportLocalProgress(0, samples);
+  }
+  clock.Advance(absl::Seconds(30));  // far past the predicted time of the 40th sample
+  EXPECT_FALSE(tracker->ready_to_update_epoch());
+  EXPECT_EQ(tracker->WaitUntilReady(clock.Now()).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  clock.Advance(absl::Seconds(1));
+  tracker->ReportLocalProgress(0, 40);
+  EXPECT_TRUE(tracker->ready_to_update_epoch());
+}
+
+TEST_F(TrackerSwarm, OthersProgressIsExtrapolatedFromTheirLastReports) {
+  ProgressTrackerOptions options = Options(90);
+  options.clock = clock_.AsFunction();
+  StartTrackers(options);
+  for (uint64_t samples : {10, 20}) {
+    clock_.Advance(absl::Seconds(1));
+    for (auto& t : trackers_) t->ReportLocalProgress(0, samples);
+    ASSERT_TRUE(AllSee(0, 3 * samples, 3));
+  }
+  EXPECT_FALSE(trackers_[0]->ready_to_update_epoch());  // 60 of 90
+  // Peer 0 stalls; the others report nothing new for 2 s, but at 10 samples/s each
+  // they have probably made 20 + 20 more by now: 20 + 40 + 40 >= 90.
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_TRUE(trackers_[0]->ready_to_update_epoch());
+}
+
 TEST_F(TrackerSwarm, PeersAtAnOlderEpochDoNotCount) {
   ProgressTrackerOptions options = Options(1000);
   options.clock = clock_.AsFunction();
