@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,8 @@ ABSL_FLAG(int, average_state_every, 5,
           "Average parameters every N epochs (gradient averaging keeps the peers' "
           "parameters equal; this corrects drift).");
 ABSL_FLAG(int, target_group_size, 16, "Averaging group size.");
+ABSL_FLAG(int, min_group_size, 2,
+          "Smallest averaging group (CenteredClip needs 3 to outvote one Byzantine).");
 ABSL_FLAG(int64_t, epochs, 20, "Stop at this collaborative epoch.");
 ABSL_FLAG(double, leave_after, 0, "Leave the swarm after this many seconds (0: never).");
 ABSL_FLAG(double, max_seconds, 600, "Stop after this many seconds in any case.");
@@ -53,6 +56,16 @@ ABSL_FLAG(int, peer_index, 0, "This peer's shard of the training set.");
 ABSL_FLAG(int, num_peers, 1, "Number of shards.");
 ABSL_FLAG(uint64_t, seed, 0, "Initialisation and shuffling seed (0: from the index).");
 ABSL_FLAG(std::string, progress_log, "", "JSON lines of per-epoch progress.");
+ABSL_FLAG(std::string, step_log, "",
+          "JSON lines, one per optimizer Step that ended an epoch, loaded the state, "
+          "failed or blocked over 1 s: how long it blocked (tests/chaos checks it).");
+ABSL_FLAG(std::string, stop_epoch_file, "",
+          "If this file exists, it holds the epoch to stop at instead of --epochs "
+          "(read at every epoch and progress line).");
+ABSL_FLAG(std::string, checkpoint_out, "",
+          "Save a checkpoint (parameters, optimizer state, epoch) here on exit.");
+ABSL_FLAG(double, averaging_timeout, 30.0,
+          "Seconds of one averaging round (matchmaking and all-reduce).");
 ABSL_FLAG(std::string, name, "", "Name shown in progress lines (default: peer index).");
 ABSL_FLAG(double, report_every, 2.0, "Seconds between progress lines.");
 ABSL_FLAG(bool, standalone, false,
@@ -60,6 +73,25 @@ ABSL_FLAG(bool, standalone, false,
           "(the single-process reference of bench/convergence.sh).");
 ABSL_FLAG(bool, delay_updates, false, "Overlap gradient averaging with computation.");
 ABSL_FLAG(double, matchmaking_time, 3.0, "Seconds of one matchmaking attempt.");
+ABSL_FLAG(std::string, aggregation, "mean",
+          "How reducers combine gradients and parameters: mean or centered_clip "
+          "(every peer of a run must use the same).");
+ABSL_FLAG(double, clip_tau, 0.0,
+          "CenteredClip radius, RMS per element (0: automatic, the median distance).");
+ABSL_FLAG(std::string, poison, "none",
+          "Make this peer Byzantine: none; scale (gradients x --poison_scale); noise "
+          "(gradients replaced by Gaussian noise of std --poison_std).");
+ABSL_FLAG(double, poison_scale, -1e3,
+          "Factor of --poison=scale (negative by default: Adam normalizes away a "
+          "positive scale, a reversed gradient is what hurts).");
+ABSL_FLAG(double, poison_std, 1.0,
+          "Noise std of --poison=noise (far larger than honest gradients).");
+ABSL_FLAG(std::string, swarm_secret_file, "",
+          "A private swarm: a file holding the swarm's secret (>= 16 bytes, trailing "
+          "newline ignored); only peers with the same secret exchange data.");
+ABSL_FLAG(bool, encrypt, true,
+          "CURVE on every connection (--noencrypt only on a trusted network; every "
+          "peer must agree).");
 
 namespace {
 
@@ -102,6 +134,21 @@ absl::StatusOr<std::unique_ptr<hivemind::Codec>> CodecFor(const std::string& spe
   return hivemind::CreateCodecFromSpec(spec);
 }
 
+// What a Byzantine peer does to its gradients before the optimizer step.
+void PoisonGradients(Mlp& model, const std::string& poison) {
+  if (poison == "none") return;
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor& p : model.parameters()) {
+    torch::Tensor g = p.mutable_grad();
+    if (!g.defined()) continue;
+    if (poison == "scale") {
+      g.mul_(absl::GetFlag(FLAGS_poison_scale));
+    } else {
+      g.copy_(torch::randn_like(g) * absl::GetFlag(FLAGS_poison_std));
+    }
+  }
+}
+
 hivemind::MemberMode ModeFor(const std::string& mode) {
   if (mode == "client") return hivemind::MemberMode::kClient;
   if (mode == "aux") return hivemind::MemberMode::kAuxiliary;
@@ -123,6 +170,33 @@ void PrintProgress(const std::string& name, const hivemind::DecentralizedOptimiz
                                  .c_str()
                            : "?");
   std::fflush(stdout);
+}
+
+// The epoch to stop at: --stop_epoch_file's number when it holds one, else `epochs`.
+int64_t StopEpoch(int64_t epochs) {
+  const std::string path = absl::GetFlag(FLAGS_stop_epoch_file);
+  if (path.empty()) return epochs;
+  std::ifstream in(path);
+  long long stop = 0;
+  return in >> stop ? static_cast<int64_t>(stop) : epochs;
+}
+
+// Appends a line to --step_log for a Step worth checking against its deadline.
+void LogStep(const std::string& name, double seconds,
+             const absl::StatusOr<hivemind::OptimizerStepReport>& report) {
+  const std::string path = absl::GetFlag(FLAGS_step_log);
+  const bool notable =
+      !report.ok() || report->epoch_advanced || report->loaded_state || seconds > 1.0;
+  if (path.empty() || !notable) return;
+  std::ofstream out(path, std::ios::app);
+  out << absl::StrFormat(
+      "{\"time\":%.3f,\"peer\":\"%s\",\"seconds\":%.3f,\"epoch\":%d,"
+      "\"advanced\":%s,\"loaded\":%s,\"ok\":%s}\n",
+      absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), name, seconds,
+      report.ok() ? report->epoch : -1,
+      report.ok() && report->epoch_advanced ? "true" : "false",
+      report.ok() && report->loaded_state ? "true" : "false",
+      report.ok() ? "true" : "false");
 }
 
 // The single-process reference: the same model, optimizer and global batch.
@@ -198,6 +272,17 @@ int Run() {
     return 1;
   }
 
+  const std::string aggregation = absl::GetFlag(FLAGS_aggregation);
+  const std::string poison = absl::GetFlag(FLAGS_poison);
+  if ((aggregation != "mean" && aggregation != "centered_clip") ||
+      (poison != "none" && poison != "scale" && poison != "noise")) {
+    std::fprintf(stderr,
+                 "%s: --aggregation is mean or centered_clip, --poison none, "
+                 "scale or noise\n",
+                 name.c_str());
+    return 1;
+  }
+
   auto model = std::make_shared<Mlp>();
   hivemind::OptimizerOptions options;
   options.run_id = absl::GetFlag(FLAGS_run_id);
@@ -206,6 +291,17 @@ int Run() {
   options.mode = ModeFor(absl::GetFlag(FLAGS_mode));
   options.endpoint.client_mode = options.mode == hivemind::MemberMode::kClient;
   options.endpoint.listen_address = "tcp://" + absl::GetFlag(FLAGS_listen_host) + ":0";
+  options.endpoint.encrypt = absl::GetFlag(FLAGS_encrypt);
+  if (const std::string secret_file = absl::GetFlag(FLAGS_swarm_secret_file);
+      !secret_file.empty()) {
+    std::ifstream in(secret_file);
+    std::getline(in, options.endpoint.swarm_secret);
+    if (!in && options.endpoint.swarm_secret.empty()) {
+      std::fprintf(stderr, "%s: cannot read --swarm_secret_file %s\n", name.c_str(),
+                   secret_file.c_str());
+      return 1;
+    }
+  }
   options.grad_codec = grad_codec->get();
   options.grad_error_feedback = absl::GetFlag(FLAGS_grad_error_feedback);
   options.state_codec = state_codec->get();
@@ -213,9 +309,15 @@ int Run() {
   options.diloco_outer_lr = absl::GetFlag(FLAGS_diloco_outer_lr);
   options.average_state_every = absl::GetFlag(FLAGS_average_state_every);
   options.target_group_size = absl::GetFlag(FLAGS_target_group_size);
+  options.min_group_size = absl::GetFlag(FLAGS_min_group_size);
   options.progress_log = absl::GetFlag(FLAGS_progress_log);
+  options.averaging_timeout = absl::Seconds(absl::GetFlag(FLAGS_averaging_timeout));
   options.delay_updates = absl::GetFlag(FLAGS_delay_updates);
   options.matchmaking_time = absl::Seconds(absl::GetFlag(FLAGS_matchmaking_time));
+  if (aggregation == "centered_clip") {
+    options.aggregation.method = hivemind::Aggregation::kCenteredClip;
+    options.aggregation.clip_tau = static_cast<float>(absl::GetFlag(FLAGS_clip_tau));
+  }
   auto opt = hivemind::DecentralizedOptimizer::Create(
       dht->get(), model->parameters(),
       std::make_unique<torch::optim::Adam>(
@@ -225,9 +327,10 @@ int Run() {
     std::fprintf(stderr, "%s: %s\n", name.c_str(), opt.status().ToString().c_str());
     return 1;
   }
-  std::printf("[%s] joined run '%s' as %s (%lld training samples)\n", name.c_str(),
-              options.run_id.c_str(), (*opt)->id().substr(0, 8).c_str(),
-              static_cast<long long>(shard_size));
+  std::printf("[%s] joined run '%s' as %s (%lld training samples, aggregation %s%s)\n",
+              name.c_str(), options.run_id.c_str(), (*opt)->id().substr(0, 8).c_str(),
+              static_cast<long long>(shard_size), aggregation.c_str(),
+              poison == "none" ? "" : (", Byzantine: " + poison).c_str());
 
   const int64_t batch = absl::GetFlag(FLAGS_batch_size);
   const absl::Time start = absl::Now();
@@ -235,7 +338,8 @@ int Run() {
   absl::Time next_report = start;
   double loss_ema = 0.0;
   int64_t cursor = 0;
-  while (!g_stop && (*opt)->local_epoch() < absl::GetFlag(FLAGS_epochs)) {
+  int64_t stop_epoch = StopEpoch(absl::GetFlag(FLAGS_epochs));
+  while (!g_stop && (*opt)->local_epoch() < stop_epoch) {
     const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
     if (elapsed > absl::GetFlag(FLAGS_max_seconds)) break;
     if (leave_after > 0 && elapsed > leave_after) {
@@ -251,10 +355,13 @@ int Run() {
       (*opt)->ZeroGrad();
       torch::Tensor loss = torch::nll_loss(model->forward(x), y);
       loss.backward();
+      PoisonGradients(*model, poison);
       loss_value = loss.item<double>();
       loss_ema = loss_ema == 0.0 ? loss_value : 0.95 * loss_ema + 0.05 * loss_value;
     }
+    const absl::Time step_start = absl::Now();
     auto report = (*opt)->Step(batch, loss_value);
+    LogStep(name, absl::ToDoubleSeconds(absl::Now() - step_start), report);
     if (!report.ok()) {
       std::fprintf(stderr, "[%s] step: %s\n", name.c_str(),
                    report.status().ToString().c_str());
@@ -268,6 +375,9 @@ int Run() {
       std::printf("[%s] epoch %lld done: averaged with %d peer(s)%s\n", name.c_str(),
                   static_cast<long long>(report->epoch), report->group_size,
                   report->averaging_status.ok() ? "" : " (local gradients)");
+    }
+    if (report->epoch_advanced || report->loaded_state || absl::Now() >= next_report) {
+      stop_epoch = StopEpoch(absl::GetFlag(FLAGS_epochs));
     }
     if (absl::Now() >= next_report) {
       PrintProgress(name, **opt, loss_ema);
@@ -283,6 +393,13 @@ int Run() {
         name.c_str(), static_cast<long long>((*opt)->local_epoch()),
         TestAccuracy(*model, *test), static_cast<unsigned long long>(stats.bytes_sent),
         wall > 0 ? 1.0 - absl::ToDoubleSeconds(stats.wait_time) / wall : 0.0, wall);
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_checkpoint_out); !path.empty()) {
+    absl::Status saved = (*opt)->SaveCheckpoint(path);
+    if (!saved.ok()) {
+      std::fprintf(stderr, "[%s] checkpoint: %s\n", name.c_str(),
+                   saved.ToString().c_str());
+    }
   }
   (*opt)->Shutdown();
   return 0;
