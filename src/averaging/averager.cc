@@ -281,7 +281,8 @@ MatchmakingOptions AveragerCore::MatchmakingFor(const StepState& step,
                                                 const std::string& round,
                                                 absl::Duration time) {
   MatchmakingOptions mm;
-  mm.prefix = absl::StrCat(options_.prefix, ".", round);
+  mm.prefix = options_.prefix;
+  mm.round = round;
   mm.group_bits = group_bits();
   mm.schema_hash = schema_hash_;
   mm.target_group_size = options_.target_group_size;

@@ -34,7 +34,8 @@ std::optional<internal::Declaration> CompatibleDeclaration(
     const DhtRecord& record, const internal::Declaration& self) {
   auto d = internal::ParseDeclaration(record.value);
   if (!d.ok() || d->member.peer_id != record.subkey || record.subkey != record.writer ||
-      d->member.peer_id == self.member.peer_id || d->schema_hash != self.schema_hash) {
+      d->member.peer_id == self.member.peer_id || d->schema_hash != self.schema_hash ||
+      d->round != self.round) {
     return std::nullopt;
   }
   return *std::move(d);
@@ -158,6 +159,8 @@ class Matchmaker::State {
       refusal = "different group key";
     } else if (request->joiner.schema_hash != self_.schema_hash) {
       refusal = "different tensor schema";
+    } else if (request->joiner.round != self_.round) {
+      refusal = "different round";
     } else if (static_cast<int>(pending_.size()) + 1 >= target_) {
       refusal = "group is full";
     } else {
@@ -239,6 +242,7 @@ absl::Status Validate(const MatchmakingOptions& o) {
   if (o.prefix.empty() || o.self.peer_id.empty()) {
     return absl::InvalidArgumentError("prefix and self.peer_id are required");
   }
+  if (o.round.size() > 256) return absl::InvalidArgumentError("round is over 256 bytes");
   if (o.min_group_size < 1 || o.target_group_size < o.min_group_size) {
     return absl::InvalidArgumentError("need 1 <= min_group_size <= target_group_size");
   }
@@ -271,8 +275,9 @@ void AddTips(const std::map<PeerId, internal::Declaration>& tips,
   const absl::Time now = absl::Now();
   for (const auto& [id, tip] : tips) {
     if (skip.count(id) || id == self.member.peer_id || tip.deadline <= now ||
-        tip.schema_hash != self.schema_hash || tip.member.mode == MemberMode::kClient ||
-        tip.member.address.empty() || !(any_order || internal::LeadsBefore(tip, self))) {
+        tip.schema_hash != self.schema_hash || tip.round != self.round ||
+        tip.member.mode == MemberMode::kClient || tip.member.address.empty() ||
+        !(any_order || internal::LeadsBefore(tip, self))) {
       continue;
     }
     candidates->push_back(tip);
@@ -380,7 +385,7 @@ absl::StatusOr<MatchedGroup> Matchmaker::FindGroup(const MatchmakingOptions& opt
 absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& options) {
   const std::string key = absl::StrCat(options.prefix, ".group.", options.group_bits);
   internal::Declaration self{options.self, options.schema_hash,
-                             absl::Now() + options.matchmaking_time};
+                             absl::Now() + options.matchmaking_time, options.round};
   state_->Begin(key, self, options.target_group_size);
   absl::Status declared =
       dht_->Store(key, self.member.peer_id, internal::EncodeDeclaration(self),

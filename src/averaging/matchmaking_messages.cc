@@ -14,6 +14,7 @@ constexpr uint32_t kMaxAddressSize = 256;
 constexpr uint32_t kMaxKeySize = 256;
 constexpr uint32_t kMaxMembers = 1024;
 constexpr uint32_t kMaxReasonSize = 1024;
+constexpr uint32_t kMaxRoundSize = 256;
 
 void PutMember(wire::Writer& w, const GroupMember& m) {
   w.PutBytes(m.peer_id);
@@ -56,6 +57,7 @@ void PutDeclaration(wire::Writer& w, const Declaration& d) {
   PutMember(w, d.member);
   w.PutU64(d.schema_hash);
   w.PutU64(static_cast<uint64_t>(absl::ToUnixMicros(d.deadline)));
+  w.PutBytes(d.round);
 }
 
 absl::Status ReadDeclaration(wire::Reader& r, Declaration* d) {
@@ -65,6 +67,9 @@ absl::Status ReadDeclaration(wire::Reader& r, Declaration* d) {
   HIVEMIND_RETURN_IF_ERROR(r.ReadU64(&deadline));
   if (deadline > (uint64_t{1} << 62)) return absl::DataLossError("deadline out of range");
   d->deadline = absl::FromUnixMicros(static_cast<int64_t>(deadline));
+  absl::string_view round;
+  HIVEMIND_RETURN_IF_ERROR(r.ReadBytes(&round, kMaxRoundSize));
+  d->round = std::string(round);
   return absl::OkStatus();
 }
 

@@ -21,6 +21,7 @@ struct Declaration {
   GroupMember member;
   uint64_t schema_hash = 0;
   absl::Time deadline;
+  std::string round;  // peers meet only peers of the same round
 };
 
 struct JoinRequest {

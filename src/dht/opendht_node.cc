@@ -20,6 +20,27 @@ namespace {
 // How often a node that seems cut off may ask OpenDHT to reconnect.
 constexpr absl::Duration kReconnectInterval = absl::Seconds(5);
 
+// OpenDHT keeps a value (in the storage of the nodes near its key, and in searches'
+// caches) for its type's expiration - 10 minutes for plain values - whatever the
+// record inside says. A value goes out with the shortest of these types that covers
+// its record's lifetime, so a matchmaking declaration that lives seconds is dropped
+// within 30 s, not 10 minutes: what piles up under a busy key stays bounded. Every
+// node registers them; a node that does not keeps such values 10 minutes.
+struct LifetimeType {
+  dht::ValueType::Id id;
+  absl::Duration expiration;
+};
+constexpr LifetimeType kLifetimeTypes[] = {
+    {0x4801, absl::Seconds(30)}, {0x4802, absl::Minutes(2)}, {0x4803, absl::Minutes(10)}};
+
+// The type for a record valid for `lifetime` (0, plain data, beyond the longest).
+dht::ValueType::Id TypeFor(absl::Duration lifetime) {
+  for (const LifetimeType& type : kLifetimeTypes) {
+    if (lifetime <= type.expiration) return type.id;
+  }
+  return 0;
+}
+
 // Splits "HOST:PORT" (IPv4 or a name).
 absl::Status SplitHostPort(const std::string& address, std::string* host,
                            std::string* port) {
@@ -71,6 +92,11 @@ class OpenDhtNode::Impl {
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat(
           "cannot start a DHT node on ", options_.listen_address, ": ", e.what()));
+    }
+    for (const LifetimeType& type : kLifetimeTypes) {
+      runner_.registerType(dht::ValueType(
+          type.id, absl::StrCat("hivemind-", absl::ToInt64Seconds(type.expiration), "s"),
+          absl::ToChronoSeconds(type.expiration)));
     }
     running_ = true;
     address_ = absl::StrCat(host, ":", runner_.getBoundPort(AF_INET));
@@ -140,6 +166,7 @@ class OpenDhtNode::Impl {
     if (!data.ok()) return data.status();
     auto v = std::make_shared<dht::Value>(reinterpret_cast<const uint8_t*>(data->data()),
                                           data->size());
+    v->type = TypeFor(expiration - now);
     auto promise = std::make_shared<std::promise<bool>>();
     std::future<bool> stored = promise->get_future();
     runner_.put(dht::InfoHash::get(full_key), v,

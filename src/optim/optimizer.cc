@@ -120,6 +120,9 @@ class OptimizerCore {
   std::vector<float> grad_acc_;  // sum over batches of gradient x batch size
   int64_t samples_ = 0;
   int64_t local_epoch_ = 0;
+  // The swarm epoch at which to try loading the state again after a failed
+  // download; 0: none due.
+  uint64_t reload_at_epoch_ = 0;
   double loss_sum_ = 0.0;
   int64_t loss_count_ = 0;
   std::vector<float> anchor_;    // DiLoCo: parameters at the start of the epoch
@@ -132,6 +135,9 @@ class OptimizerCore {
 namespace {
 
 std::string ShortId(const PeerId& id) { return id.substr(0, 8); }
+
+// Downloads tried in a row when the donors' state changes mid-download.
+constexpr int kLoadAttempts = 3;
 
 // A host view of `numel` floats at `data` (no copy, not owned).
 torch::Tensor HostView(float* data, int64_t numel) {
@@ -274,22 +280,34 @@ absl::StatusOr<OptimizerStepReport> OptimizerCore::Step(int64_t batch_size, doub
   // With delayed updates the others advance their epoch when their round starts,
   // so one epoch behind still meets them in that round.
   const uint64_t allowed_lag = options_.delay_updates ? 1 : 0;
-  if (tracker_->global_progress().epoch >
-          static_cast<uint64_t>(local_epoch_) + allowed_lag &&
-      !auxiliary()) {
+  const uint64_t swarm_epoch = tracker_->global_progress().epoch;
+  const bool behind = swarm_epoch > static_cast<uint64_t>(local_epoch_) + allowed_lag;
+  // A peer whose last download failed holds parameters the swarm does not share:
+  // it tries again at the next epoch.
+  const bool retry_load = reload_at_epoch_ > 0 && swarm_epoch >= reload_at_epoch_;
+  if ((behind || retry_load) && !auxiliary()) {
     // Behind the swarm: the round of this epoch is over; catch up instead.
     pending_.reset();
     const absl::Time start = absl::Now();
     absl::Status loaded = LoadStateFromPeers();
+    // "State changed": the donors moved to a newer state mid-download; that one is
+    // what to fetch now.
+    for (int attempt = 1; attempt < kLoadAttempts && absl::IsFailedPrecondition(loaded);
+         ++attempt) {
+      loaded = LoadStateFromPeers();
+    }
     stats_.wait_time += absl::Now() - start;
     report.loaded_state = loaded.ok();
+    reload_at_epoch_ = 0;
     if (!loaded.ok()) {
       std::fprintf(stderr,
                    "[hivemind] could not load state from peers (%s); jumping "
-                   "to the swarm's epoch with local parameters\n",
+                   "to the swarm's epoch with local parameters, trying again at the "
+                   "next epoch\n",
                    loaded.ToString().c_str());
-      local_epoch_ = static_cast<int64_t>(tracker_->global_progress().epoch);
+      local_epoch_ = static_cast<int64_t>(swarm_epoch);
       tracker_->UpdateEpoch(static_cast<uint64_t>(local_epoch_));
+      reload_at_epoch_ = swarm_epoch + 1;
     }
     report.epoch = local_epoch_;
     return report;
@@ -297,7 +315,6 @@ absl::StatusOr<OptimizerStepReport> OptimizerCore::Step(int64_t batch_size, doub
   if (auxiliary()) {
     // An auxiliary peer holds no state of its own: it follows the swarm's epoch and
     // joins a round once trainers have gathered samples toward it.
-    const uint64_t swarm_epoch = tracker_->global_progress().epoch;
     if (swarm_epoch > static_cast<uint64_t>(local_epoch_)) {
       local_epoch_ = static_cast<int64_t>(swarm_epoch);
       tracker_->UpdateEpoch(swarm_epoch);

@@ -18,7 +18,8 @@ TEST(MatchmakingMessages, RoundTripAndRejectGarbage) {
   internal::Declaration d{
       {"peer-a", "tcp://127.0.0.1:1", 12.5, MemberMode::kNode, 9, "payload"},
       77,
-      absl::FromUnixSeconds(1700000000)};
+      absl::FromUnixSeconds(1700000000),
+      "epoch-12"};
   auto parsed = internal::ParseDeclaration(internal::EncodeDeclaration(d));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->member.peer_id, "peer-a");
@@ -27,6 +28,7 @@ TEST(MatchmakingMessages, RoundTripAndRejectGarbage) {
   EXPECT_EQ(parsed->member.user_data, "payload");
   EXPECT_EQ(parsed->schema_hash, 77u);
   EXPECT_EQ(parsed->deadline, d.deadline);
+  EXPECT_EQ(parsed->round, "epoch-12");
 
   internal::JoinResponse yes;
   yes.accepted = true;
@@ -53,7 +55,8 @@ TEST(MatchmakingMessages, RefusalsCarryTheLeaderARefusingPeerFollows) {
   internal::Declaration leader{
       {"peer-l", "tcp://127.0.0.1:2", 0.0, MemberMode::kNode, 0, ""},
       5,
-      absl::FromUnixSeconds(1700000001)};
+      absl::FromUnixSeconds(1700000001),
+      ""};
   internal::JoinResponse no;
   no.reason = "following another leader";
   no.redirect = leader;
@@ -187,6 +190,27 @@ TEST_F(MatchmakingSwarm, DifferentSchemasNeverMeet) {
   auto results = FindAll(options);
   for (size_t i = 0; i < results.size(); ++i) {
     ASSERT_TRUE(results[i].ok()) << results[i].status();
+    for (const GroupMember& m : results[i]->group.members) {
+      for (size_t j = 0; j < peers_.size(); ++j) {
+        if (peers_[j].endpoint->id() == m.peer_id) {
+          EXPECT_EQ(j % 2, i % 2);
+        }
+      }
+    }
+  }
+  ExpectConsistent(results, peers_);
+}
+
+TEST_F(MatchmakingSwarm, PeersOfDifferentRoundsNeverMeetUnderOneKey) {
+  std::vector<MatchmakingOptions> options;
+  for (int i = 0; i < 4; ++i) {
+    options.push_back(OptionsFor(AddPeer(), 4, absl::Seconds(3)));
+    options.back().round = i % 2 == 0 ? "epoch-1" : "epoch-2";
+  }
+  auto results = FindAll(options);
+  for (size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(results[i]->group.members.size(), 2u);
     for (const GroupMember& m : results[i]->group.members) {
       for (size_t j = 0; j < peers_.size(); ++j) {
         if (peers_[j].endpoint->id() == m.peer_id) {

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   internal::Declaration d{{id, "tcp://10.0.0.1:5555;id=" + id, 12.5,
                            hivemind::MemberMode::kNode, 9, "gathered"},
                           77,
-                          absl::FromUnixSeconds(1700000000)};
+                          absl::FromUnixSeconds(1700000000),
+                          "epoch-12"};
   std::vector<std::string> seeds;
   seeds.push_back(internal::EncodeDeclaration(d));
   seeds.push_back(internal::EncodeJoinRequest({"run.grads.group.01", d}));

@@ -12,10 +12,10 @@
 //   StepHandle step = (*averager)->Step({.round = "epoch-7"});
 //   absl::StatusOr<StepResult> result = step.Wait();
 //
-// Rounds. Peers meet under the DHT key "{prefix}.{round}.group.{bits}": peers that
-// should average together must pass the same StepOptions::round (an epoch number, a
-// time slot). Matchmaking needs a fresh key per round (matchmaking.h), so do not
-// reuse a round name.
+// Rounds. Peers meet under the DHT key "{prefix}.group.{bits}", declaring their
+// round: peers that should average together must pass the same StepOptions::round
+// (an epoch number, a time slot). Declarations of a round stay in the DHT until they
+// expire (matchmaking.h), so do not reuse a round name.
 #ifndef HIVEMIND_AVERAGING_AVERAGER_H_
 #define HIVEMIND_AVERAGING_AVERAGER_H_
 

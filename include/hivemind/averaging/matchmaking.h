@@ -3,10 +3,13 @@
 //
 // Protocol (docs/wire_format.md, "Matchmaking messages"):
 //  1. A peer declares itself under `{prefix}.group.{group_bits}` (subkey: its peer id;
-//     value: its address and the schema hash), valid until its deadline.
+//     value: its address, the schema hash and the round), valid until its deadline.
+//     The key is the same for every round (one DHT search per key, however many
+//     rounds: per-round keys made each DHT node keep a search per round for an hour);
+//     declarations of other rounds are ignored.
 //  2. After a short settling time it reads the declarations. Candidates are declared
-//     peers with the same schema hash whose (deadline, peer id) is smaller than its
-//     own; it asks them to lead it, smallest first (kJoinRequest).
+//     peers of the same round with the same schema hash whose (deadline, peer id) is
+//     smaller than its own; it asks them to lead it, smallest first (kJoinRequest).
 //  3. A peer that no candidate accepts leads: it accepts joiners until the group has
 //     `target_group_size` members, or until its deadline with at least
 //     `min_group_size`, or (with assemble_early, after a grace of a quarter of the
@@ -51,11 +54,14 @@ struct JoinResponse;
 }  // namespace internal
 
 struct HIVEMIND_EXPORT MatchmakingOptions {
-  // DHT key prefix of this averager and round (for example "{run}.grads.{epoch}").
-  // Use a new one per round: the declarations of the previous round are still in
-  // the DHT until they expire, and peers waste time on (and can split over) them.
-  // Required.
+  // DHT key prefix of this averager (for example "{run}.grads"), the same for every
+  // round. Required.
   std::string prefix;
+
+  // The round (for example an epoch number): peers meet only peers of the same
+  // round. Use a new one per round: the declarations of the previous round are still
+  // in the DHT until they expire. At most 256 bytes. Default: "".
+  std::string round;
 
   // Moshpit group bits: only peers with the same bits meet. Default: "" (everyone).
   std::string group_bits;
