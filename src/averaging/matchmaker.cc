@@ -65,6 +65,14 @@ class Matchmaker::State {
     heard_.clear();
   }
 
+  // Drops the declarations heard that have expired (the listener outlives searches).
+  void ForgetExpired(absl::Time now) {
+    internal::MutexLock lock(&mu_);
+    for (auto it = heard_.begin(); it != heard_.end();) {
+      it = it->second.expiration <= now ? heard_.erase(it) : std::next(it);
+    }
+  }
+
   // A declaration the DHT listener delivered for `key` (ignored if a later search
   // uses another key).
   void Hear(const std::string& key, const DhtRecord& record) {
@@ -230,7 +238,25 @@ Matchmaker::Matchmaker(Endpoint* endpoint, Dht* dht)
 }
 
 Matchmaker::~Matchmaker() {
+  if (listen_token_) dht_->CancelListen(*listen_token_);
   endpoint_->SetHandler(wire::MessageType::kJoinRequest, nullptr);
+}
+
+void Matchmaker::ListenTo(const std::string& key) {
+  if (listen_token_ && key == listened_key_) {
+    state_->ForgetExpired(absl::Now());
+    return;
+  }
+  if (listen_token_) dht_->CancelListen(*listen_token_);
+  listen_token_.reset();
+  listened_key_ = key;
+  state_->StartHearing(key);
+  std::weak_ptr<State> weak = state_;
+  absl::StatusOr<uint64_t> token =
+      dht_->Listen(key, [weak, key](const DhtRecord& record) {
+        if (auto state = weak.lock()) state->Hear(key, record);
+      });
+  if (token.ok()) listen_token_ = *token;
 }
 
 namespace {
@@ -368,16 +394,10 @@ absl::StatusOr<MatchedGroup> Matchmaker::FindGroup(const MatchmakingOptions& opt
   if (!valid.ok()) return valid;
   // Declarations also arrive through a DHT listener: a lookup that is slow (a loaded
   // machine, a large swarm) may return before finding them; the listener keeps
-  // searching for the whole attempt.
+  // searching for the whole attempt (and stays for the next one under this key).
   const std::string key = absl::StrCat(options.prefix, ".group.", options.group_bits);
-  std::weak_ptr<State> weak = state_;
-  state_->StartHearing(key);
-  absl::StatusOr<uint64_t> listening =
-      dht_->Listen(key, [weak, key](const DhtRecord& record) {
-        if (auto state = weak.lock()) state->Hear(key, record);
-      });
+  ListenTo(key);
   absl::StatusOr<MatchedGroup> result = Search(options);
-  if (listening.ok()) dht_->CancelListen(*listening);
   state_->End();
   return result;
 }

@@ -138,7 +138,17 @@ class MatchmakingSwarm : public ::testing::Test {
     return out;
   }
 
+  // Stores a wrapper of a peer's DHT for the test's lifetime. (Declared before
+  // peers_: the matchmakers that use a wrapper go first.)
+  template <typename Wrapper>
+  Wrapper& Wrap(std::unique_ptr<Wrapper> wrapper) {
+    Wrapper& out = *wrapper;
+    wrappers_.push_back(std::move(wrapper));
+    return out;
+  }
+
   std::unique_ptr<OpenDhtNode> bootstrap_;
+  std::vector<std::unique_ptr<Dht>> wrappers_;
   std::vector<Peer> peers_;
 };
 
@@ -287,8 +297,8 @@ TEST_F(MatchmakingSwarm, ALeaderThatHearsOfABetterOneHandsItsJoinersOver) {
   Peer& b = peers_[1];
   Peer& c = peers_[2];
   const absl::Time reveal = absl::Now() + absl::Seconds(1);
-  LateDht b_dht(b.dht.get(), a.endpoint->id(), reveal);
-  LateDht c_dht(c.dht.get(), a.endpoint->id(), reveal);
+  LateDht& b_dht = Wrap(std::make_unique<LateDht>(b.dht.get(), a.endpoint->id(), reveal));
+  LateDht& c_dht = Wrap(std::make_unique<LateDht>(c.dht.get(), a.endpoint->id(), reveal));
   b.matchmaker.reset();  // one kJoinRequest handler per endpoint: replace, not add
   b.matchmaker = std::make_unique<Matchmaker>(b.endpoint.get(), &b_dht);
   c.matchmaker.reset();
@@ -321,7 +331,8 @@ TEST_F(MatchmakingSwarm, APeerThatCannotSeeTheLeaderIsPointedToItByAFollower) {
   for (int i = 0; i < 3; ++i) AddPeer();
   Peer& a = peers_[0];
   Peer& c = peers_[2];
-  LateDht c_dht(c.dht.get(), a.endpoint->id(), absl::Now() + absl::Seconds(5));
+  LateDht& c_dht = Wrap(std::make_unique<LateDht>(c.dht.get(), a.endpoint->id(),
+                                                  absl::Now() + absl::Seconds(5)));
   c.matchmaker.reset();
   c.matchmaker = std::make_unique<Matchmaker>(c.endpoint.get(), &c_dht);
   std::vector<absl::StatusOr<MatchedGroup>> results(3, absl::UnknownError("not run"));
