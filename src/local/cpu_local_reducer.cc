@@ -79,7 +79,7 @@ Layout ComputeLayout(int world_size, size_t capacity) {
 
 void CopyMessage(char (&to)[kMessageSize], absl::string_view message) {
   const size_t n = std::min(message.size(), kMessageSize - 1);
-  std::memcpy(to, message.data(), n);
+  if (n > 0) std::memcpy(to, message.data(), n);  // an empty view may hold null
   to[n] = '\0';
 }
 
