@@ -12,73 +12,16 @@
 #include "gtest/gtest.h"
 #include "hivemind/codec/factory.h"
 #include "hivemind/wire/buffer.h"
+#include "tests/averaging/allreduce_group.h"
 #include "tests/net/raw_peer.h"
 #include "zmq.hpp"
 
 namespace hivemind {
 namespace {
 
-struct Peer {
-  std::unique_ptr<Endpoint> endpoint;
-  std::unique_ptr<AllReducer> reducer;
-};
-
-class Swarm {
- public:
-  explicit Swarm(std::vector<MemberMode> modes) {
-    static int round = 0;
-    group_.group_id = "test-group-" + std::to_string(++round);
-    for (MemberMode mode : modes) {
-      EndpointOptions options;
-      options.client_mode = mode == MemberMode::kClient;
-      auto endpoint = Endpoint::Create(options);
-      EXPECT_TRUE(endpoint.ok()) << endpoint.status();
-      Peer peer;
-      peer.endpoint = std::move(endpoint).value();
-      peer.reducer = std::make_unique<AllReducer>(peer.endpoint.get());
-      group_.members.push_back(
-          {peer.endpoint->id(), peer.endpoint->address(), 0, mode, 0, {}});
-      peers_.push_back(std::move(peer));
-    }
-  }
-
-  // Runs one round on the members in `who` (all when empty), each in its thread.
-  std::vector<absl::StatusOr<AllReduceReport>> Run(
-      std::vector<std::vector<float>>& values,
-      const std::vector<AllReduceOptions>& options, std::vector<int> who = {}) {
-    if (who.empty()) {
-      for (size_t i = 0; i < peers_.size(); ++i) who.push_back(static_cast<int>(i));
-    }
-    std::vector<absl::StatusOr<AllReduceReport>> reports(
-        peers_.size(), absl::UnknownError("did not run"));
-    std::vector<std::thread> threads;
-    for (int i : who) {
-      threads.emplace_back([&, i] {
-        reports[i] =
-            peers_[i].reducer->Run(group_, i, absl::MakeSpan(values[i]), options[i]);
-      });
-    }
-    for (auto& t : threads) t.join();
-    return reports;
-  }
-
-  GroupInfo& group() { return group_; }
-  Peer& peer(int i) { return peers_[i]; }
-
- private:
-  GroupInfo group_;
-  std::vector<Peer> peers_;
-};
-
-std::vector<std::vector<float>> RandomInputs(int n, size_t numel, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<std::vector<float>> values(n, std::vector<float>(numel));
-  for (auto& v : values) {
-    for (float& x : v) x = u(rng);
-  }
-  return values;
-}
+using testing_util::ExpectBitIdentical;
+using testing_util::RandomInputs;
+using testing_util::Swarm;
 
 std::vector<double> WeightedMean(const std::vector<std::vector<float>>& values,
                                  const std::vector<float>& weights) {
@@ -98,16 +41,6 @@ AllReduceOptions SmallParts() {
   options.sender_timeout = absl::Seconds(5);
   options.timeout = absl::Seconds(30);
   return options;
-}
-
-void ExpectBitIdentical(const std::vector<std::vector<float>>& values,
-                        const std::vector<int>& members) {
-  for (int i : members) {
-    ASSERT_EQ(std::memcmp(values[i].data(), values[members[0]].data(),
-                          values[i].size() * sizeof(float)),
-              0)
-        << "member " << i << " differs from member " << members[0];
-  }
 }
 
 class RawMean : public ::testing::TestWithParam<int> {};

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "hivemind/averaging/allreduce.h"
 #include "hivemind/codec/factory.h"
+#include "tests/averaging/allreduce_group.h"
 
 namespace hivemind {
 namespace {
@@ -21,54 +22,8 @@ constexpr int kMembers = 8;
 constexpr int kByzantine = 7;
 constexpr size_t kNumel = 60000;
 
-class Swarm {
- public:
-  explicit Swarm(const std::vector<MemberMode>& modes) {
-    static int round = 0;
-    group_.group_id = "byzantine-" + std::to_string(++round);
-    for (MemberMode mode : modes) {
-      EndpointOptions options;
-      options.client_mode = mode == MemberMode::kClient;
-      auto endpoint = Endpoint::Create(options);
-      EXPECT_TRUE(endpoint.ok()) << endpoint.status();
-      endpoints_.push_back(std::move(endpoint).value());
-      reducers_.push_back(std::make_unique<AllReducer>(endpoints_.back().get()));
-      group_.members.push_back(
-          {endpoints_.back()->id(), endpoints_.back()->address(), 0, mode, 0, {}});
-    }
-  }
-
-  std::vector<absl::StatusOr<AllReduceReport>> Run(
-      std::vector<std::vector<float>>& values,
-      const std::vector<AllReduceOptions>& options) {
-    std::vector<absl::StatusOr<AllReduceReport>> reports(
-        values.size(), absl::UnknownError("did not run"));
-    std::vector<std::thread> threads;
-    for (size_t i = 0; i < values.size(); ++i) {
-      threads.emplace_back([&, i] {
-        reports[i] = reducers_[i]->Run(group_, static_cast<int>(i),
-                                       absl::MakeSpan(values[i]), options[i]);
-      });
-    }
-    for (auto& t : threads) t.join();
-    return reports;
-  }
-
- private:
-  GroupInfo group_;
-  std::vector<std::unique_ptr<Endpoint>> endpoints_;
-  std::vector<std::unique_ptr<AllReducer>> reducers_;
-};
-
-std::vector<std::vector<float>> Uniform(int n, size_t numel, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<std::vector<float>> values(n, std::vector<float>(numel));
-  for (auto& v : values) {
-    for (float& x : v) x = u(rng);
-  }
-  return values;
-}
+using testing_util::RandomInputs;
+using testing_util::Swarm;
 
 // Mean of members 0..kByzantine-1.
 std::vector<double> HonestMean(const std::vector<std::vector<float>>& values) {
@@ -86,13 +41,11 @@ double Rms(const std::vector<float>& a, const std::vector<double>& b) {
   return std::sqrt(sum / static_cast<double>(a.size()));
 }
 
+// Members 0..members-1 hold the same bytes.
 void ExpectBitIdentical(const std::vector<std::vector<float>>& values, int members) {
-  for (int i = 1; i < members; ++i) {
-    ASSERT_EQ(
-        std::memcmp(values[i].data(), values[0].data(), values[i].size() * sizeof(float)),
-        0)
-        << "member " << i << " differs from member 0";
-  }
+  std::vector<int> all(members);
+  for (int i = 0; i < members; ++i) all[i] = i;
+  testing_util::ExpectBitIdentical(values, all);
 }
 
 AllReduceOptions Options(Aggregation method, float tau) {
@@ -110,7 +63,7 @@ AllReduceOptions Options(Aggregation method, float tau) {
 double DistanceFromHonestMean(Aggregation method, float tau,
                               const std::vector<float>& byzantine) {
   Swarm swarm(std::vector<MemberMode>(kMembers, MemberMode::kNode));
-  auto values = Uniform(kMembers, kNumel, 21);
+  auto values = RandomInputs(kMembers, kNumel, 21);
   const std::vector<double> honest = HonestMean(values);
   values[kByzantine] = byzantine;
   auto reports =
@@ -133,7 +86,7 @@ constexpr float kTau = 1.0f;
 constexpr double kBound = kTau / 7.0 * (1.0 + 8e-4) + 1e-5;
 
 TEST(ByzantineAllReduce, ScaledMemberPullsTheMeanButNotCenteredClip) {
-  std::vector<float> scaled = Uniform(kMembers, kNumel, 21)[kByzantine];
+  std::vector<float> scaled = RandomInputs(kMembers, kNumel, 21)[kByzantine];
   for (float& x : scaled) x *= 1e3f;
   const double mean = DistanceFromHonestMean(Aggregation::kMean, 0, scaled);
   const double clipped = DistanceFromHonestMean(Aggregation::kCenteredClip, kTau, scaled);
@@ -198,7 +151,7 @@ void ExpectBadMemberExcluded(Aggregation method, AllReduceOptions byzantine_opti
   std::vector<MemberMode> modes(kMembers, MemberMode::kNode);
   modes[kByzantine] = MemberMode::kClient;
   Swarm swarm(modes);
-  auto values = Uniform(kMembers, kNumel, 22);
+  auto values = RandomInputs(kMembers, kNumel, 22);
   const std::vector<double> honest = HonestMean(values);
   values[kByzantine] = std::move(byzantine_values);
   // tau = 100: nothing honest is clipped, so CenteredClip lands on the mean.
@@ -228,7 +181,7 @@ TEST_P(BadMember, NanPartsAreExcludedWithTheReason) {
   ASSERT_TRUE(raw.ok());
   NanCodec nan_codec(std::move(raw).value());
   options.codec = &nan_codec;
-  ExpectBadMemberExcluded(GetParam(), options, Uniform(1, kNumel, 23)[0],
+  ExpectBadMemberExcluded(GetParam(), options, RandomInputs(1, kNumel, 23)[0],
                           absl::StatusCode::kDataLoss);
 }
 
@@ -237,7 +190,7 @@ TEST_P(BadMember, AbsurdMagnitudesAreExcludedWithTheReason) {
   // keep the default bound (1e15).
   AllReduceOptions options = Options(GetParam(), 100.0f);
   options.aggregation.max_abs_value = 0.0f;
-  std::vector<float> huge = Uniform(1, kNumel, 24)[0];
+  std::vector<float> huge = RandomInputs(1, kNumel, 24)[0];
   for (float& x : huge) x *= 1e20f;
   ExpectBadMemberExcluded(GetParam(), options, huge, absl::StatusCode::kInvalidArgument);
 }
@@ -253,7 +206,7 @@ INSTANTIATE_TEST_SUITE_P(Aggregations, BadMember,
 
 TEST(ByzantineAllReduce, AMemberWithAnotherAggregationIsExcluded) {
   Swarm swarm(std::vector<MemberMode>(4, MemberMode::kNode));
-  auto values = Uniform(4, 20000, 25);
+  auto values = RandomInputs(4, 20000, 25);
   std::vector<AllReduceOptions> options(4, Options(Aggregation::kCenteredClip, 0));
   options[3].aggregation.method = Aggregation::kMean;
   auto reports = swarm.Run(values, options);

@@ -124,27 +124,38 @@ class MatchmakingSwarm : public ::testing::Test {
     return o;
   }
 
-  // Runs FindGroup on every peer in `who` at once.
+  // OptionsFor every peer, in order.
+  std::vector<MatchmakingOptions> OptionsForAll(int target, absl::Duration time) {
+    std::vector<MatchmakingOptions> out;
+    for (Peer& peer : peers_) out.push_back(OptionsFor(peer, target, time));
+    return out;
+  }
+
+  // Runs FindGroup on peer i with options[i], each in its thread: all at once, or
+  // `stagger` apart in order (so that they lead in that order).
   std::vector<absl::StatusOr<MatchedGroup>> FindAll(
-      const std::vector<MatchmakingOptions>& options) {
+      const std::vector<MatchmakingOptions>& options,
+      absl::Duration stagger = absl::ZeroDuration()) {
     std::vector<absl::StatusOr<MatchedGroup>> out(options.size(),
                                                   absl::UnknownError("not run"));
     std::vector<std::thread> threads;
     for (size_t i = 0; i < options.size(); ++i) {
       threads.emplace_back(
           [&, i] { out[i] = peers_[i].matchmaker->FindGroup(options[i]); });
+      absl::SleepFor(stagger);
     }
     for (auto& t : threads) t.join();
     return out;
   }
 
-  // Stores a wrapper of a peer's DHT for the test's lifetime. (Declared before
-  // peers_: the matchmakers that use a wrapper go first.)
-  template <typename Wrapper>
-  Wrapper& Wrap(std::unique_ptr<Wrapper> wrapper) {
-    Wrapper& out = *wrapper;
-    wrappers_.push_back(std::move(wrapper));
-    return out;
+  // Gives `peer` a matchmaker over `dht`, a wrapper of its DHT kept for the test's
+  // lifetime. (wrappers_ is declared before peers_: the matchmakers that use a
+  // wrapper go first.)
+  void UseDht(Peer& peer, std::unique_ptr<Dht> dht) {
+    Dht* view = dht.get();
+    wrappers_.push_back(std::move(dht));
+    peer.matchmaker.reset();  // one kJoinRequest handler per endpoint: replace, not add
+    peer.matchmaker = std::make_unique<Matchmaker>(peer.endpoint.get(), view);
   }
 
   std::unique_ptr<OpenDhtNode> bootstrap_;
@@ -232,6 +243,16 @@ TEST_F(MatchmakingSwarm, PeersOfDifferentRoundsNeverMeetUnderOneKey) {
   ExpectConsistent(results, peers_);
 }
 
+// Every peer ended in one group of `size`.
+void ExpectOneGroupOf(const std::vector<absl::StatusOr<MatchedGroup>>& results,
+                      size_t size) {
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->group.members.size(), size);
+    EXPECT_EQ(r->group.group_id, results[0]->group.group_id);
+  }
+}
+
 // A DHT as a slow or partitioned node sees it: one peer's records stay invisible to
 // lookups and listeners until `reveal_at`; listeners then receive them.
 class LateDht : public Dht {
@@ -297,29 +318,11 @@ TEST_F(MatchmakingSwarm, ALeaderThatHearsOfABetterOneHandsItsJoinersOver) {
   Peer& b = peers_[1];
   Peer& c = peers_[2];
   const absl::Time reveal = absl::Now() + absl::Seconds(1);
-  LateDht& b_dht = Wrap(std::make_unique<LateDht>(b.dht.get(), a.endpoint->id(), reveal));
-  LateDht& c_dht = Wrap(std::make_unique<LateDht>(c.dht.get(), a.endpoint->id(), reveal));
-  b.matchmaker.reset();  // one kJoinRequest handler per endpoint: replace, not add
-  b.matchmaker = std::make_unique<Matchmaker>(b.endpoint.get(), &b_dht);
-  c.matchmaker.reset();
-  c.matchmaker = std::make_unique<Matchmaker>(c.endpoint.get(), &c_dht);
-  std::vector<absl::StatusOr<MatchedGroup>> results(3, absl::UnknownError("not run"));
-  std::vector<std::thread> threads;
-  for (int i = 0; i < 3; ++i) {
-    MatchmakingOptions options =
-        OptionsFor(peers_[static_cast<size_t>(i)], 3, absl::Seconds(4));
-    threads.emplace_back([&, i, options] {
-      results[static_cast<size_t>(i)] =
-          peers_[static_cast<size_t>(i)].matchmaker->FindGroup(options);
-    });
-    absl::SleepFor(absl::Milliseconds(150));  // a, then b, then c
-  }
-  for (auto& t : threads) t.join();
-  for (auto& r : results) {
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(r->group.members.size(), 3u);
-    EXPECT_EQ(r->group.group_id, results[0]->group.group_id);
-  }
+  UseDht(b, std::make_unique<LateDht>(b.dht.get(), a.endpoint->id(), reveal));
+  UseDht(c, std::make_unique<LateDht>(c.dht.get(), a.endpoint->id(), reveal));
+  auto results =
+      FindAll(OptionsForAll(3, absl::Seconds(4)), absl::Milliseconds(150));  // a, b, c
+  ExpectOneGroupOf(results, 3);
   ExpectConsistent(results, peers_);
 }
 
@@ -331,28 +334,12 @@ TEST_F(MatchmakingSwarm, APeerThatCannotSeeTheLeaderIsPointedToItByAFollower) {
   for (int i = 0; i < 3; ++i) AddPeer();
   Peer& a = peers_[0];
   Peer& c = peers_[2];
-  LateDht& c_dht = Wrap(std::make_unique<LateDht>(c.dht.get(), a.endpoint->id(),
-                                                  absl::Now() + absl::Seconds(5)));
-  c.matchmaker.reset();
-  c.matchmaker = std::make_unique<Matchmaker>(c.endpoint.get(), &c_dht);
-  std::vector<absl::StatusOr<MatchedGroup>> results(3, absl::UnknownError("not run"));
-  std::vector<std::thread> threads;
+  UseDht(c, std::make_unique<LateDht>(c.dht.get(), a.endpoint->id(),
+                                      absl::Now() + absl::Seconds(5)));
   const absl::Time start = absl::Now();
-  for (int i = 0; i < 3; ++i) {
-    MatchmakingOptions options =
-        OptionsFor(peers_[static_cast<size_t>(i)], 3, absl::Seconds(4));
-    threads.emplace_back([&, i, options] {
-      results[static_cast<size_t>(i)] =
-          peers_[static_cast<size_t>(i)].matchmaker->FindGroup(options);
-    });
-    absl::SleepFor(absl::Milliseconds(150));  // a, then b, then c
-  }
-  for (auto& t : threads) t.join();
-  for (auto& r : results) {
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(r->group.members.size(), 3u);
-    EXPECT_EQ(r->group.group_id, results[0]->group.group_id);
-  }
+  auto results =
+      FindAll(OptionsForAll(3, absl::Seconds(4)), absl::Milliseconds(150));  // a, b, c
+  ExpectOneGroupOf(results, 3);
   // A full group assembles at once, well before a's 4 s deadline.
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   ExpectConsistent(results, peers_);

@@ -1,13 +1,11 @@
 // A private swarm's all-reduce with an outsider in the group list: the members refuse
 // it in both directions, the refusal shows in every report, and the members average
 // among themselves. Real endpoints on 127.0.0.1.
-#include <memory>
-#include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "hivemind/averaging/allreduce.h"
+#include "tests/averaging/allreduce_group.h"
 
 namespace hivemind {
 namespace {
@@ -18,24 +16,10 @@ TEST(PrivateSwarmAllReduce, AnOutsiderIsRefusedAndTheMembersAverageWithoutIt) {
   constexpr int kMembers = 3;
   constexpr int kOutsider = kMembers;  // the last member of the group list
   constexpr size_t kNumel = 40000;
-  std::vector<std::unique_ptr<Endpoint>> endpoints;
-  std::vector<std::unique_ptr<AllReducer>> reducers;
-  GroupInfo group;
-  group.group_id = "private-group";
-  for (int i = 0; i <= kMembers; ++i) {
-    EndpointOptions options;
-    if (i != kOutsider) options.swarm_secret = kSecret;
-    auto endpoint = Endpoint::Create(options);
-    ASSERT_TRUE(endpoint.ok()) << endpoint.status();
-    endpoints.push_back(std::move(endpoint).value());
-    reducers.push_back(std::make_unique<AllReducer>(endpoints.back().get()));
-    group.members.push_back({endpoints.back()->id(),
-                             endpoints.back()->address(),
-                             0,
-                             MemberMode::kNode,
-                             0,
-                             {}});
-  }
+  std::vector<EndpointOptions> endpoints(kMembers + 1);
+  for (int i = 0; i < kMembers; ++i) endpoints[i].swarm_secret = kSecret;
+  testing_util::Swarm swarm(std::vector<MemberMode>(kMembers + 1, MemberMode::kNode),
+                            endpoints);
   std::vector<std::vector<float>> values(kMembers + 1, std::vector<float>(kNumel));
   for (int i = 0; i <= kMembers; ++i) {
     for (size_t k = 0; k < kNumel; ++k) values[i][k] = static_cast<float>(i * 10 + k % 7);
@@ -44,15 +28,7 @@ TEST(PrivateSwarmAllReduce, AnOutsiderIsRefusedAndTheMembersAverageWithoutIt) {
   AllReduceOptions options;
   options.sender_timeout = absl::Seconds(2);
   options.timeout = absl::Seconds(20);
-  std::vector<absl::StatusOr<AllReduceReport>> reports(kMembers + 1,
-                                                       absl::UnknownError("not run"));
-  std::vector<std::thread> threads;
-  for (int i = 0; i <= kMembers; ++i) {
-    threads.emplace_back([&, i] {
-      reports[i] = reducers[i]->Run(group, i, absl::MakeSpan(values[i]), options);
-    });
-  }
-  for (auto& t : threads) t.join();
+  auto reports = swarm.Run(values, std::vector<AllReduceOptions>(kMembers + 1, options));
 
   // The outsider's report: every member's reducer refused its parts.
   ASSERT_TRUE(reports[kOutsider].ok()) << reports[kOutsider].status();
@@ -86,7 +62,8 @@ TEST(PrivateSwarmAllReduce, AnOutsiderIsRefusedAndTheMembersAverageWithoutIt) {
     EXPECT_EQ(report.contributors.size(), static_cast<size_t>(kMembers));
   }
   uint64_t refused = 0;
-  for (int i = 0; i < kMembers; ++i) refused += endpoints[i]->stats().refused_requests;
+  for (int i = 0; i < kMembers; ++i)
+    refused += swarm.peer(i).endpoint->stats().refused_requests;
   EXPECT_GE(refused, static_cast<uint64_t>(kMembers));
 }
 

@@ -22,11 +22,13 @@ torch::nn::Sequential MakeModel(uint64_t seed) {
                                torch::nn::Linear(16, 2));
 }
 
+// The model's parameters, copied to the host (from any device).
 std::vector<float> Flat(torch::nn::Sequential& model) {
   std::vector<float> out;
   for (const torch::Tensor& p : model->parameters()) {
-    const float* data = p.data_ptr<float>();
-    out.insert(out.end(), data, data + p.numel());
+    const torch::Tensor host = p.detach().cpu().contiguous();
+    const float* data = host.data_ptr<float>();
+    out.insert(out.end(), data, data + host.numel());
   }
   return out;
 }
@@ -66,13 +68,16 @@ class OptimizerSwarm : public ::testing::Test {
     return o;
   }
 
-  Peer* AddPeer(uint64_t seed, OptimizerOptions options = Options()) {
+  // A peer whose model lives on `device`.
+  Peer* AddPeer(uint64_t seed, OptimizerOptions options = Options(),
+                torch::Device device = torch::kCPU) {
     auto peer = std::make_unique<Peer>();
     DhtOptions d;
     d.run_id = "optim";
     d.initial_peers = {bootstrap_->address()};
     peer->dht = std::move(OpenDhtNode::Create(d)).value();
     peer->model = MakeModel(seed);
+    peer->model->to(device);
     auto opt = DecentralizedOptimizer::Create(
         peer->dht.get(), peer->model->parameters(),
         std::make_unique<torch::optim::SGD>(peer->model->parameters(),
@@ -84,13 +89,15 @@ class OptimizerSwarm : public ::testing::Test {
     return peers_.back().get();
   }
 
-  // Trains `peer` on its own synthetic data in a thread until `epochs` or stop.
-  static void Train(Peer* peer, int64_t epochs, uint64_t seed) {
-    peer->thread = std::thread([peer, epochs, seed] {
+  // Trains `peer` on its own synthetic data (on `device`) in a thread until `epochs`
+  // or stop.
+  static void Train(Peer* peer, int64_t epochs, uint64_t seed,
+                    torch::Device device = torch::kCPU) {
+    peer->thread = std::thread([peer, epochs, seed, device] {
       torch::manual_seed(seed);
-      const torch::Tensor w = torch::ones({8, 2});
+      const torch::Tensor w = torch::ones({8, 2}, device);
       while (!peer->stop && peer->opt->local_epoch() < epochs) {
-        torch::Tensor x = torch::randn({16, 8});
+        torch::Tensor x = torch::randn({16, 8}, device);
         torch::Tensor y = torch::matmul(x, w);
         peer->opt->ZeroGrad();
         torch::Tensor loss = torch::mse_loss(peer->model->forward(x), y);
@@ -140,47 +147,11 @@ TEST_F(OptimizerSwarm, CudaParametersAverageThroughHostMemory) {
   }
   OptimizerOptions options = Options();
   options.target_group_size = 2;
-  std::vector<std::unique_ptr<Peer>> peers;
-  for (uint64_t seed : {1, 2}) {
-    auto peer = std::make_unique<Peer>();
-    DhtOptions d;
-    d.run_id = "optim";
-    d.initial_peers = {bootstrap_->address()};
-    peer->dht = std::move(OpenDhtNode::Create(d)).value();
-    peer->model = MakeModel(seed);
-    peer->model->to(torch::kCUDA);
-    auto opt = DecentralizedOptimizer::Create(
-        peer->dht.get(), peer->model->parameters(),
-        std::make_unique<torch::optim::SGD>(peer->model->parameters(),
-                                            torch::optim::SGDOptions(0.05).momentum(0.9)),
-        options);
-    ASSERT_TRUE(opt.ok()) << opt.status();
-    peer->opt = std::move(opt).value();
-    peers.push_back(std::move(peer));
-  }
-  for (auto& peer : peers) {
-    Peer* p = peer.get();
-    p->thread = std::thread([p] {
-      const torch::Tensor w = torch::ones({8, 2}, torch::kCUDA);
-      while (p->opt->local_epoch() < 2) {
-        torch::Tensor x = torch::randn({16, 8}, torch::kCUDA);
-        p->opt->ZeroGrad();
-        torch::Tensor loss = torch::mse_loss(p->model->forward(x), torch::matmul(x, w));
-        loss.backward();
-        ASSERT_TRUE(p->opt->Step(16, loss.item<double>()).ok());
-      }
-    });
-  }
-  for (auto& peer : peers) peer->thread.join();
-  auto host = [](torch::nn::Sequential& model) {
-    std::vector<float> out;
-    for (const torch::Tensor& p : model->parameters()) {
-      const torch::Tensor c = p.detach().cpu().contiguous();
-      out.insert(out.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-    }
-    return out;
-  };
-  EXPECT_EQ(host(peers[0]->model), host(peers[1]->model));
+  std::vector<Peer*> peers = {AddPeer(1, options, torch::kCUDA),
+                              AddPeer(2, options, torch::kCUDA)};
+  for (Peer* p : peers) Train(p, 2, reinterpret_cast<uintptr_t>(p), torch::kCUDA);
+  for (Peer* p : peers) p->thread.join();
+  EXPECT_EQ(Flat(peers[0]->model), Flat(peers[1]->model));
   EXPECT_TRUE(peers[0]->model->parameters()[0].is_cuda());
 }
 
