@@ -123,6 +123,11 @@ void PerformanceEma::Update(double task_size, absl::Time now) {
   samples_per_second_ = 1.0 / std::max(adjusted, 1.0 / kMaxSamplesPerSecond);
 }
 
+double ExtrapolatedSamples(const PeerProgress& peer, absl::Time now) {
+  const double since = std::max(0.0, absl::ToDoubleSeconds(now - peer.time));
+  return static_cast<double>(peer.samples_accumulated) + since * peer.samples_per_second;
+}
+
 GlobalProgress EstimateGlobalProgress(const std::vector<PeerProgress>& others,
                                       const PeerProgress& local,
                                       const EstimateParams& params, absl::Time now) {
@@ -144,9 +149,7 @@ GlobalProgress EstimateGlobalProgress(const std::vector<PeerProgress>& others,
     g.samples_per_second += p->samples_per_second;
     if (p->epoch != g.epoch) continue;
     g.samples_accumulated += p->samples_accumulated;
-    const double since = std::max(0.0, absl::ToDoubleSeconds(now - p->time));
-    estimated_samples +=
-        static_cast<double>(p->samples_accumulated) + since * p->samples_per_second;
+    estimated_samples += ExtrapolatedSamples(*p, now);
   }
   const double remaining =
       std::max(0.0, static_cast<double>(params.target_batch_size) - estimated_samples);

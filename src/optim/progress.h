@@ -79,6 +79,10 @@ struct EstimateParams {
   double expected_drift_rate = 0.0;
 };
 
+// The samples `peer` has probably accumulated by `now`: its last report plus its rate
+// since then.
+double ExtrapolatedSamples(const PeerProgress& peer, absl::Time now);
+
 // The swarm's progress at `now` from the other peers' records (`others`, without this
 // peer) and this peer's own (`local`). next_fetch_time is now + the refresh period.
 GlobalProgress EstimateGlobalProgress(const std::vector<PeerProgress>& others,

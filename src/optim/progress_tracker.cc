@@ -133,9 +133,7 @@ class ProgressTracker::Impl {
                        ? static_cast<double>(local_.samples_accumulated)
                        : 0.0;
     for (const PeerProgress& p : others_) {
-      if (p.epoch != global_.epoch) continue;
-      const double since = std::max(0.0, absl::ToDoubleSeconds(now - p.time));
-      total += static_cast<double>(p.samples_accumulated) + since * p.samples_per_second;
+      if (p.epoch == global_.epoch) total += internal::ExtrapolatedSamples(p, now);
     }
     return total;
   }
