@@ -29,24 +29,15 @@ while [[ $# -gt 0 ]]; do
     *) usage ;;
   esac
 done
-trainer=$build/examples/fashion_mnist_trainer
-dht=$build/examples/hivemind_dht
-work=$(mktemp -d /tmp/convergence.XXXXXX)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-field() { grep -o "$1 [0-9.]*" | awk '{ s += $NF; n++ } END { if (n) printf "%.4f", s / n }'; }
+source "$(dirname "$0")/swarm_runs.sh"
+swarm_setup convergence "$build"
 
 "$trainer" --standalone --epochs="$epochs" --target_batch_size="$target" \
   > "$work/standalone.log" 2>&1
 base=$(field "test accuracy" < "$work/standalone.log")
 echo "single process: test accuracy $base ($(grep -o '[0-9.]* s$' "$work/standalone.log"))"
 
-"$dht" --run_id=conv --report_every_s=0 > "$work/dht.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q "initial peer:" "$work/dht.log" && break; sleep 0.1; done
-bootstrap=$(sed -n 's/^initial peer: //p' "$work/dht.log")
+start_bootstrap conv
 
 table="config accuracy gap_pp bytes_per_peer utilization"
 for config in $configs; do
@@ -73,7 +64,7 @@ for config in $configs; do
   acc=$(field "test accuracy" <<<"$finals")
   bytes=$(field "bytes sent" <<<"$finals")
   util=$(field "utilization" <<<"$finals")
-  gap=$(awk -v a="$acc" -v b="$base" 'BEGIN { printf "%+.2f", (a - b) * 100 }')
+  gap=$(gap_pp "$acc" "$base")
   echo "$config: accuracy $acc (gap $gap pp), bytes sent per peer $bytes, utilization $util"
   table+=$'\n'"$config $acc $gap $bytes $util"
 done

@@ -31,19 +31,9 @@ while [[ $# -gt 0 ]]; do
     *) usage ;;
   esac
 done
-trainer=$build/examples/fashion_mnist_trainer
-dht=$build/examples/hivemind_dht
-work=$(mktemp -d /tmp/poisoning.XXXXXX)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-field() { grep -o "$1 [0-9.]*" | awk '{ s += $NF; n++ } END { if (n) printf "%.4f", s / n }'; }
-
-"$dht" --run_id=poison --report_every_s=0 > "$work/dht.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q "initial peer:" "$work/dht.log" && break; sleep 0.1; done
-bootstrap=$(sed -n 's/^initial peer: //p' "$work/dht.log")
+source "$(dirname "$0")/swarm_runs.sh"
+swarm_setup poisoning "$build"
+start_bootstrap poison
 
 base=""
 table="config accuracy gap_pp failed_rounds"
@@ -75,7 +65,7 @@ for config in $configs; do
   acc=$(field "test accuracy" <<<"$finals")
   failed=$(cat "$work/$config".[012].log | grep -c "(local gradients)" || true)
   [[ -z "$base" ]] && base=$acc
-  gap=$(awk -v a="$acc" -v b="$base" 'BEGIN { printf "%+.2f", (a - b) * 100 }')
+  gap=$(gap_pp "$acc" "$base")
   echo "$config: honest peers' accuracy $acc (vs $base: $gap pp), rounds on local gradients $failed"
   table+=$'\n'"$config $acc $gap $failed"
 done
