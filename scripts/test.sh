@@ -187,6 +187,32 @@ ctest_summary() {
   # The names of the failed tests, as ctest lists them.
   sed -n '/^The following tests FAILED:/,/^Errors while running CTest/p' "$log" |
     grep -v '^Errors while running CTest' || true
+  failure_reasons "$dir"
+}
+
+# failure_reasons DIR: for each test that failed in DIR's last ctest run, the lines
+# of its output that say why (gtest failures, a script's FAILED list) and its last
+# lines, so the end of a CI log tells the cause without the whole log.
+failure_reasons() {
+  local dir="$1" name
+  local all="$dir/Testing/Temporary/LastTest.log" log="$log_dir/ctest-$1.log"
+  [[ -f "$all" ]] || return 0
+  # ctest's list: "<tab>292 - Suite.Name (Failed)".
+  sed -n '/^The following tests FAILED:/,/^Errors while running CTest/p' "$log" |
+    sed -n -E 's/^[[:space:]]*[0-9]+ - (.*) \([^)]*\)$/\1/p' |
+  while IFS= read -r name; do
+    echo "--- why $name failed:"
+    awk -v name="$name" '
+      index($0, "Testing: " name) && length($0) == index($0, "Testing: " name) + 8 + length(name) { on = 1; next }
+      on && index($0, "\"" name "\" end time") == 1 { exit }
+      on { print }' "$all" >"$log_dir/failed-test.txt"
+    { grep -E -A8 'Failure$|FAILED|Failed|Timeout|\*\*\*|error' "$log_dir/failed-test.txt" |
+        head -n 60
+      echo "    [last lines]"
+      grep -v -E '^(Test time|<end of output>|-+$|Test (Failed|Passed))' \
+        "$log_dir/failed-test.txt" | tail -n 25
+    } | sed 's/^/    /'
+  done
 }
 
 finish() {

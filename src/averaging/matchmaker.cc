@@ -5,6 +5,7 @@
 #include <set>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "averaging/matchmaking_messages.h"
 #include "hivemind/averaging/matchmaking.h"
@@ -407,12 +408,17 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
   internal::Declaration self{options.self, options.schema_hash,
                              absl::Now() + options.matchmaking_time, options.round};
   state_->Begin(key, self, options.target_group_size);
+  // A declaration the DHT does not confirm soon (dead nodes among the key's closest
+  // after churn: each costs OpenDHT a few timed-out requests) goes on in the
+  // background and may still be found. Meanwhile this peer can follow the leaders it
+  // finds, so it searches anyway rather than lose the round: after kills, waiting for
+  // the confirmation left whole swarms without a group for many rounds.
   absl::Status declared =
       dht_->Store(key, self.member.peer_id, internal::EncodeDeclaration(self),
-                  self.deadline, options.matchmaking_time, &endpoint_->identity());
-  if (!declared.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot declare in the DHT: ", declared.message()));
+                  self.deadline, options.matchmaking_time / 4, &endpoint_->identity());
+  if (absl::IsCancelled(declared) || absl::IsInvalidArgument(declared)) {
+    return absl::Status(declared.code(),
+                        absl::StrCat("cannot declare in the DHT: ", declared.message()));
   }
   absl::SleepFor(options.settle_time);
 

@@ -4,6 +4,8 @@
 // Protocol (docs/wire_format.md, "Matchmaking messages"):
 //  1. A peer declares itself under `{prefix}.group.{group_bits}` (subkey: its peer id;
 //     value: its address, the schema hash and the round), valid until its deadline.
+//     It waits at most a quarter of the matchmaking time for the DHT to confirm the
+//     store, and searches on either way (an unconfirmed store goes on in the DHT).
 //     The key is the same for every round (one DHT search per key, however many
 //     rounds: per-round keys made each DHT node keep a search per round for an hour);
 //     declarations of other rounds are ignored.
@@ -114,8 +116,7 @@ class HIVEMIND_EXPORT Matchmaker {
   // Looks for a group until options.matchmaking_time has passed. Returns the group
   // (every member gets the same GroupInfo, and `my_index` is this member's place),
   // or kDeadlineExceeded when no group of at least min_group_size formed in time,
-  // kInvalidArgument for bad options, kUnavailable if the DHT refused the
-  // declaration.
+  // kInvalidArgument for bad options, kCancelled when the DHT node shut down.
   absl::StatusOr<MatchedGroup> FindGroup(const MatchmakingOptions& options);
 
  private:

@@ -58,7 +58,8 @@ class HIVEMIND_EXPORT Dht {
   // its endpoint's name through a shared node. `signer` is not owned and only used
   // during the call. Returns kInvalidArgument for a value over kMaxDhtValueSize, an
   // expiration in the past or a malformed signer, kDeadlineExceeded when no node
-  // confirmed the store in time, kCancelled after shutdown.
+  // confirmed the store in time (the store may still go on and land later),
+  // kUnavailable when the nodes refused it, kCancelled after shutdown.
   virtual absl::Status Store(absl::string_view key, absl::string_view subkey,
                              absl::string_view value, absl::Time expiration,
                              absl::Duration timeout = absl::Seconds(10),
