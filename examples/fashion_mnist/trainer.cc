@@ -78,6 +78,9 @@ ABSL_FLAG(std::string, aggregation, "mean",
           "(every peer of a run must use the same).");
 ABSL_FLAG(double, clip_tau, 0.0,
           "CenteredClip radius, RMS per element (0: automatic, the median distance).");
+ABSL_FLAG(double, clip_reject_ratio, 10.0,
+          "CenteredClip leaves out contributions farther than this x the median "
+          "distance from the median (0: none, only clipping).");
 ABSL_FLAG(std::string, poison, "none",
           "Make this peer Byzantine: none; scale (gradients x --poison_scale); noise "
           "(gradients replaced by Gaussian noise of std --poison_std).");
@@ -317,6 +320,8 @@ int Run() {
   if (aggregation == "centered_clip") {
     options.aggregation.method = hivemind::Aggregation::kCenteredClip;
     options.aggregation.clip_tau = static_cast<float>(absl::GetFlag(FLAGS_clip_tau));
+    options.aggregation.clip_reject_ratio =
+        static_cast<float>(absl::GetFlag(FLAGS_clip_reject_ratio));
   }
   auto opt = hivemind::DecentralizedOptimizer::Create(
       dht->get(), model->parameters(),

@@ -46,6 +46,8 @@ class Optimizer:
             "centered_clip" (robust to Byzantine peers; every peer of a run must
             use the same; needs min_group_size >= 3). clip_tau: CenteredClip's
             radius as an RMS distance per element (0: automatic).
+            clip_reject_ratio: CenteredClip leaves out contributions farther than
+            this x the median distance from the median (0: none).
         use_local_updates: step the optimizer on every batch and average
             parameters each epoch instead of gradients.
         delay_updates: overlap gradient averaging with the next epoch's batches.
@@ -86,6 +88,7 @@ class Optimizer:
         grad_error_feedback: bool = True,
         aggregation: str = "mean",
         clip_tau: float = 0.0,
+        clip_reject_ratio: float = 10.0,
         use_local_updates: bool = False,
         delay_updates: bool = False,
         diloco_outer_lr: float = 0.0,
@@ -164,6 +167,7 @@ class Optimizer:
             progress_log=progress_log,
             aggregation=aggregation,
             clip_tau=clip_tau,
+            clip_reject_ratio=clip_reject_ratio,
             swarm_secret=swarm_secret,
             authorized_peers=list(authorized_peers),
             encrypt=encrypt,

@@ -192,8 +192,8 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
     int min_group_size, double averaging_timeout, double load_state_timeout,
     bool client_mode, bool auxiliary, std::string listen, double bandwidth,
     int load_state_max_donors, std::string progress_log, const std::string& aggregation,
-    double clip_tau, std::string swarm_secret, std::vector<std::string> authorized_peers,
-    bool encrypt) {
+    double clip_tau, double clip_reject_ratio, std::string swarm_secret,
+    std::vector<std::string> authorized_peers, bool encrypt) {
   if (dht->shut_down()) RaiseStatus(absl::CancelledError("the DHT has shut down"));
   CheckParams(params);
   auto holder = std::make_shared<OptimizerHolder>();
@@ -221,6 +221,7 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
         "aggregation must be \"mean\" or \"centered_clip\", not \"", aggregation, "\"")));
   }
   o.aggregation.clip_tau = static_cast<float>(clip_tau);
+  o.aggregation.clip_reject_ratio = static_cast<float>(clip_reject_ratio);
   o.delay_updates = delay_updates;
   o.use_local_updates = use_local_updates;
   o.diloco_outer_lr = diloco_outer_lr;
@@ -368,7 +369,8 @@ void BindOptimizer(py::module_& m) {
            py::arg("load_state_timeout"), py::arg("client_mode"), py::arg("auxiliary"),
            py::arg("listen"), py::arg("bandwidth"), py::arg("load_state_max_donors"),
            py::arg("progress_log"), py::arg("aggregation") = "mean",
-           py::arg("clip_tau") = 0.0, py::arg("swarm_secret") = "",
+           py::arg("clip_tau") = 0.0, py::arg("clip_reject_ratio") = 10.0,
+           py::arg("swarm_secret") = "",
            py::arg("authorized_peers") = std::vector<std::string>{},
            py::arg("encrypt") = true)
       .def(

@@ -133,10 +133,12 @@ absl::Status ValidateAggregation(const AggregationOptions& a,
     return absl::InvalidArgumentError("unknown aggregation method");
   }
   if (!std::isfinite(a.clip_tau) || a.clip_tau < 0.0f || a.clip_iterations < 1 ||
-      !std::isfinite(a.clip_tolerance) || a.clip_tolerance < 0.0f) {
+      !std::isfinite(a.clip_tolerance) || a.clip_tolerance < 0.0f ||
+      !std::isfinite(a.clip_reject_ratio) ||
+      (a.clip_reject_ratio != 0.0f && a.clip_reject_ratio < 1.0f)) {
     return absl::InvalidArgumentError(
-        "CenteredClip needs a finite clip_tau >= 0, clip_iterations >= 1 and a finite "
-        "clip_tolerance >= 0");
+        "CenteredClip needs a finite clip_tau >= 0, clip_iterations >= 1, a finite "
+        "clip_tolerance >= 0 and a clip_reject_ratio of 0 or >= 1");
   }
   if (!std::isfinite(a.max_abs_value) || a.max_abs_value < 0.0f) {
     return absl::InvalidArgumentError("max_abs_value must be finite and >= 0");

@@ -37,9 +37,12 @@ absl::Status Validate(absl::Span<const absl::Span<const float>> inputs,
     }
   }
   if (!std::isfinite(params.tau) || params.tau < 0.0 || params.max_iterations < 1 ||
-      !std::isfinite(params.tolerance) || params.tolerance < 0.0) {
+      !std::isfinite(params.tolerance) || params.tolerance < 0.0 ||
+      !std::isfinite(params.reject_ratio) ||
+      (params.reject_ratio != 0.0 && params.reject_ratio < 1.0)) {
     return absl::InvalidArgumentError(
-        "CenteredClip needs a finite tau >= 0, iterations >= 1, a finite tolerance >= 0");
+        "CenteredClip needs a finite tau >= 0, iterations >= 1, a finite tolerance >= 0 "
+        "and a reject ratio of 0 or >= 1");
   }
   return absl::OkStatus();
 }
@@ -72,12 +75,12 @@ absl::StatusOr<CenteredClipStats> CenteredClip(
   // Zero weights count nowhere, not even in the median.
   std::vector<absl::Span<const float>> x;
   std::vector<double> w;
-  double total = 0.0;
+  std::vector<size_t> index;  // into inputs
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (weights[i] > 0.0f) {
       x.push_back(inputs[i]);
       w.push_back(weights[i]);
-      total += weights[i];
+      index.push_back(i);
     }
   }
   if (x.empty()) return absl::InvalidArgumentError("the total weight is zero");
@@ -94,12 +97,33 @@ absl::StatusOr<CenteredClipStats> CenteredClip(
   auto measure = [&] {
     for (size_t i = 0; i < x.size(); ++i) dist[i] = RmsDistance(x[i], c);
   };
-  measure();
-  double tau = params.tau;
-  if (tau == 0.0) {
+  auto median_distance = [&] {
+    column.resize(x.size());
     for (size_t i = 0; i < x.size(); ++i) column[i] = {dist[i], w[i]};
-    tau = WeightedMedian(column);
+    return WeightedMedian(column);
+  };
+  measure();
+  if (params.reject_ratio > 0.0) {
+    // The input at the median distance always stays, so some weight remains.
+    const double limit = params.reject_ratio * median_distance();
+    size_t kept = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (dist[i] > limit) {
+        stats.rejected.push_back(index[i]);
+        continue;
+      }
+      x[kept] = x[i];
+      w[kept] = w[i];
+      dist[kept] = dist[i];
+      ++kept;
+    }
+    x.resize(kept);
+    w.resize(kept);
+    dist.resize(kept);
   }
+  double total = 0.0;
+  for (double wi : w) total += wi;
+  const double tau = params.tau == 0.0 ? median_distance() : params.tau;
   stats.tau = tau;
 
   std::vector<double> step(n);

@@ -20,12 +20,17 @@ struct CenteredClipParams {
   int max_iterations = 20;
   // Stop when a step moves the centre by less than this x tau (RMS).
   double tolerance = 1e-4;
+  // Inputs farther than this x the weighted median distance from the starting
+  // centre are left out entirely (outliers); 0: none. 0 or >= 1.
+  double reject_ratio = 0.0;
 };
 
 struct CenteredClipStats {
   int iterations = 0;  // steps taken
   double tau = 0.0;    // the radius used (RMS per element)
   int clipped = 0;     // inputs farther than tau from the final centre
+  // Indices (into `inputs`) of the inputs left out as outliers, ascending.
+  std::vector<size_t> rejected;
 };
 
 // The weighted median of (value, weight) pairs (weights > 0, at least one pair):
@@ -36,9 +41,11 @@ double WeightedMedian(std::vector<std::pair<double, double>>& value_weight);
 
 // Writes the CenteredClip centre of `inputs` (each of out.size() elements, weights
 // >= 0 and finite, at least one > 0) into `out`, starting from their coordinate-wise
-// weighted median:
+// weighted median c0:
 //   c <- c + sum_i w_i (x_i - c) min(1, tau / d_i) / sum_i w_i,
 //   d_i = ||x_i - c||_2 / sqrt(n).
+// With reject_ratio > 0, inputs whose distance from c0 exceeds reject_ratio x the
+// weighted median of those distances take no part (nor in the automatic tau).
 // Computes in double. kInvalidArgument on inputs of the wrong size, negative or
 // non-finite weights, a zero total weight, or invalid params.
 absl::StatusOr<CenteredClipStats> CenteredClip(

@@ -142,6 +142,7 @@ absl::StatusOr<AllReduceReport> Round::Run() {
                    group_.members[s].mode != MemberMode::kAuxiliary;
   }
   delivered_.assign(n, 0);
+  outlier_.assign(n, false);
   unanswered_.assign(n, 0);
   last_progress_.assign(n, start_);
 
@@ -461,22 +462,28 @@ absl::Status Round::CombineClipped(uint32_t k, absl::Span<float> out) {
   const uint64_t begin = PartBegin(me_, k), end = PartEnd(me_, k);
   std::vector<absl::Span<const float>> inputs;
   std::vector<float> weights;
+  std::vector<int> member;  // of each input
   if (Contributes()) {
     inputs.push_back(values_.subspan(begin, end - begin));
     weights.push_back(options_.weight);
+    member.push_back(me_);
   }
   for (size_t s = 0; s < p.received.size(); ++s) {
     if (p.received[s]) {
       inputs.push_back(p.inputs[s]);
       weights.push_back(p.input_weights[s]);
+      member.push_back(static_cast<int>(s));
     }
   }
   const AggregationOptions& a = options_.aggregation;
   absl::StatusOr<CenteredClipStats> stats = CenteredClip(
-      inputs, weights, {a.clip_tau, a.clip_iterations, a.clip_tolerance}, out);
+      inputs, weights,
+      {a.clip_tau, a.clip_iterations, a.clip_tolerance, a.clip_reject_ratio}, out);
   std::vector<std::vector<float>>().swap(p.inputs);  // done with them
   report_.reduce_time += absl::Now() - t0;
-  return stats.status();
+  if (!stats.ok()) return stats.status();
+  for (size_t i : stats->rejected) outlier_[member[i]] = true;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SharedBytes> Round::EncodeResult(uint32_t part, PayloadKind kind,
@@ -555,7 +562,9 @@ AllReduceReport Round::MakeReport() {
   }
   for (size_t s = 0; s < n; ++s) {
     const bool me_contributing = static_cast<int>(s) == me_ && Contributes();
-    if (me_contributing || (expected_[s] && delivered_[s] == reduced_.size())) {
+    if (outlier_[s]) {
+      report_.outliers.push_back(static_cast<int>(s));
+    } else if (me_contributing || (expected_[s] && delivered_[s] == reduced_.size())) {
       report_.contributors.push_back(static_cast<int>(s));
     }
   }

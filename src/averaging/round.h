@@ -151,6 +151,9 @@ class Round {
   std::vector<ReducedPart> reduced_;
   std::vector<bool> expected_;  // senders this reducer waits for
   std::vector<uint32_t> delivered_;
+  // By member: a contribution of theirs to this member's span was left out as an
+  // outlier (CenteredClip's reject ratio); std::vector<bool> packs bits.
+  std::vector<bool> outlier_;
   // Parts a sender delivered that this reducer has not answered yet: while it has
   // any, the sender may be waiting on us (its window is full), so it is not late.
   std::vector<uint32_t> unanswered_;

@@ -48,34 +48,44 @@ void ExpectBitIdentical(const std::vector<std::vector<float>>& values, int membe
   testing_util::ExpectBitIdentical(values, all);
 }
 
-AllReduceOptions Options(Aggregation method, float tau) {
+// `reject_ratio` 0: far contributions are only clipped (the clipping bound below is
+// what the first tests check).
+AllReduceOptions Options(Aggregation method, float tau, float reject_ratio = 0.0f) {
   AllReduceOptions options;
   options.part_size = 4096;
   options.sender_timeout = absl::Seconds(5);
   options.timeout = absl::Seconds(30);
   options.aggregation.method = method;
   options.aggregation.clip_tau = tau;
+  options.aggregation.clip_reject_ratio = reject_ratio;
   return options;
 }
 
 // Runs all 8 members with member 7's values replaced by `byzantine`; returns the
-// RMS distance of the (bit-identical) result from the honest mean.
-double DistanceFromHonestMean(Aggregation method, float tau,
-                              const std::vector<float>& byzantine) {
+// RMS distance of the (bit-identical) result from the honest mean. Expects every
+// reducer to list `outliers` as such.
+double DistanceFromHonestMean(const AllReduceOptions& options,
+                              const std::vector<float>& byzantine,
+                              const std::vector<int>& outliers = {}) {
   Swarm swarm(std::vector<MemberMode>(kMembers, MemberMode::kNode));
   auto values = RandomInputs(kMembers, kNumel, 21);
   const std::vector<double> honest = HonestMean(values);
   values[kByzantine] = byzantine;
-  auto reports =
-      swarm.Run(values, std::vector<AllReduceOptions>(kMembers, Options(method, tau)));
+  auto reports = swarm.Run(values, std::vector<AllReduceOptions>(kMembers, options));
   for (int i = 0; i < kMembers; ++i) {
     EXPECT_TRUE(reports[i].ok()) << reports[i].status();
     if (!reports[i].ok()) return INFINITY;
     EXPECT_TRUE(reports[i]->excluded.empty());
+    EXPECT_EQ(reports[i]->outliers, outliers) << "member " << i;
     for (const SpanOutcome& s : reports[i]->spans) EXPECT_TRUE(s.status.ok()) << s.status;
   }
   ExpectBitIdentical(values, kMembers);
   return Rms(values[0], honest);
+}
+
+double DistanceFromHonestMean(Aggregation method, float tau,
+                              const std::vector<float>& byzantine) {
+  return DistanceFromHonestMean(Options(method, tau), byzantine);
 }
 
 // Honest values are uniform in [-1, 1] (RMS 0.58): with tau = 1 every honest
@@ -118,6 +128,28 @@ TEST(ByzantineAllReduce, NoisyMemberPullsTheMeanButNotCenteredClip) {
   EXPECT_GT(mean, 10.0);  // 100 / 8 = 12.5
   EXPECT_LE(clipped, kBound);
   EXPECT_LE(automatic, kBound);
+}
+
+// With the default reject ratio (10), contributions 1e3 x or 100 x farther from the
+// median than the honest ones take no part at all: with tau = 100 (no honest value
+// is clipped) the result is the exact honest mean, and every reducer names member 7.
+TEST(ByzantineAllReduce, FarOutliersAreLeftOutEntirely) {
+  std::vector<float> scaled = RandomInputs(kMembers, kNumel, 21)[kByzantine];
+  for (float& x : scaled) x *= 1e3f;
+  std::mt19937 rng(6);
+  std::normal_distribution<float> noise(0.0f, 100.0f);
+  std::vector<float> noisy(kNumel);
+  for (float& x : noisy) x = noise(rng);
+  const AllReduceOptions options =
+      Options(Aggregation::kCenteredClip, 100.0f, AggregationOptions().clip_reject_ratio);
+  for (const std::vector<float>* byzantine : {&scaled, &noisy}) {
+    const double distance = DistanceFromHonestMean(options, *byzantine, {kByzantine});
+    EXPECT_LE(distance, 1e-6);
+  }
+  // An honest group has no outliers: every member contributes.
+  const double honest = DistanceFromHonestMean(
+      options, RandomInputs(kMembers, kNumel, 21)[kByzantine], /*outliers=*/{});
+  EXPECT_LT(honest, 0.2);  // the 8-member mean: about 0.58 / 8 from the 7-member one
 }
 
 // Encodes like `inner` and then makes the payload's last float a NaN, as a
@@ -236,6 +268,9 @@ TEST(ByzantineAllReduce, InvalidAggregationOptionsAreRejected) {
   EXPECT_EQ(code(options), absl::StatusCode::kInvalidArgument);
   options = {};
   options.aggregation.clip_iterations = 0;
+  EXPECT_EQ(code(options), absl::StatusCode::kInvalidArgument);
+  options = {};
+  options.aggregation.clip_reject_ratio = 0.5f;  // would leave out the median itself
   EXPECT_EQ(code(options), absl::StatusCode::kInvalidArgument);
   options = {};
   options.aggregation.max_abs_value = NAN;

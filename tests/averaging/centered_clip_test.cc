@@ -107,6 +107,40 @@ TEST(CenteredClip, AutomaticRadiusIsTheMedianDistanceAndResistsNoise) {
   EXPECT_LE(Rms(out, honest_mean), stats->tau / 4.0);
 }
 
+// With a reject ratio, an input 1e3 x farther from the median start than the
+// honest ones is left out: with a radius that clips nothing honest, the centre is
+// the honest weighted mean exactly. Inputs within the ratio all stay.
+TEST(CenteredClip, FarOutliersAreLeftOutWithARejectRatio) {
+  auto x = Gaussian(6, 2048, 1.0, 5);
+  const std::vector<float> w = {1, 2, 1, 3, 1, 1};
+  const std::vector<std::vector<float>> honest(x.begin(), x.begin() + 5);
+  const std::vector<double> honest_mean = Mean(honest, {1, 2, 1, 3, 1});
+  for (float& e : x[5]) e *= 1e3f;
+  std::vector<float> out(2048);
+  auto stats = CenteredClip(Spans(x), w, {100.0, 20, 1e-6, /*reject_ratio=*/10.0},
+                            absl::MakeSpan(out));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->rejected, std::vector<size_t>{5});
+  for (size_t k = 0; k < out.size(); ++k) ASSERT_NEAR(out[k], honest_mean[k], 1e-5);
+
+  // Only clipped without it: the centre moves by up to tau x 1/8 per element.
+  stats = CenteredClip(Spans(x), w, {100.0, 20, 1e-6, 0.0}, absl::MakeSpan(out));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_TRUE(stats->rejected.empty());
+  EXPECT_GT(Rms(out, honest_mean), 1.0);
+
+  // Inputs 2x or 3x farther than the others are not outliers at ratio 10; a zero
+  // weight input is never reported.
+  x[5] = Gaussian(1, 2048, 3.0, 6)[0];
+  stats = CenteredClip(Spans(x), {1, 2, 1, 3, 1, 0}, {0.0, 20, 1e-4, 10.0},
+                       absl::MakeSpan(out));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_TRUE(stats->rejected.empty());
+  stats = CenteredClip(Spans(x), w, {0.0, 20, 1e-4, 10.0}, absl::MakeSpan(out));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_TRUE(stats->rejected.empty());
+}
+
 TEST(CenteredClip, ZeroWeightsAreIgnoredEvenInTheMedian) {
   std::vector<std::vector<float>> x = {{1, 1}, {3, 3}, {1e9f, -1e9f}};
   std::vector<float> out(2);
@@ -134,7 +168,10 @@ TEST(CenteredClip, EmptyVectorsAndBadArguments) {
   EXPECT_EQ(code({1, 1}, {-1.0, 20, 1e-4}), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code({1, 1}, {1.0, 0, 1e-4}), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code({1, 1}, {INFINITY, 20, 1e-4}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({1, 1}, {1.0, 20, 1e-4, 0.5}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({1, 1}, {1.0, 20, 1e-4, NAN}), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code({1, 1}, {1.0, 20, 1e-4}), absl::StatusCode::kOk);
+  EXPECT_EQ(code({1, 1}, {1.0, 20, 1e-4, 1.0}), absl::StatusCode::kOk);
 }
 
 }  // namespace

@@ -35,8 +35,11 @@
 // tau x (Byzantine weight / honest weight) of the honest weighted mean, however far
 // the others are; the plain mean moves by (Byzantine weight / total) x their offset.
 // It needs an honest majority by weight in the group (of 2 members, it is their
-// mean). Weights are the senders' own claims: a Byzantine member can inflate its
-// weight. A Byzantine reducer can still corrupt its own span.
+// mean). Far outliers are left out before clipping (clip_reject_ratio x the median
+// distance from the median, 10 by default): they move the centre not at all; one
+// that stays inside that ratio can still pull it by up to the bound above. Weights are
+// the senders' own claims: a Byzantine member can inflate its weight. A Byzantine reducer
+// can still corrupt its own span.
 #ifndef HIVEMIND_AVERAGING_ALLREDUCE_H_
 #define HIVEMIND_AVERAGING_ALLREDUCE_H_
 
@@ -87,6 +90,15 @@ struct HIVEMIND_EXPORT AggregationOptions {
   // CenteredClip stops when a step moves the centre by less than this x tau (RMS
   // per element). Must be finite and >= 0. Default: 1e-4.
   float clip_tolerance = 1e-4f;
+
+  // CenteredClip leaves out a part's contributions that lie farther than this x the
+  // weighted median of the contributions' RMS distances from the coordinate-wise
+  // weighted median (before tau is chosen): far outliers then move the centre not
+  // at all, where clipped they still pull it by tau x their weight / the honest
+  // weight. Their senders are listed in AllReduceReport::outliers and get this
+  // part's result. Contributions within the ratio are only clipped, as before. 0:
+  // none left out. Must be 0 or >= 1. Default: 10.
+  float clip_reject_ratio = 10.0f;
 
   // A reducer rejects (and excludes the sender of) a decoded contribution holding a
   // value whose absolute value exceeds this (the payload as sent: values, or their
@@ -164,6 +176,9 @@ struct HIVEMIND_EXPORT AllReduceReport {
   std::vector<std::pair<int, absl::Status>> excluded;
   // For this member's own span: members whose data is in every part of it.
   std::vector<int> contributors;
+  // For this member's own span (CenteredClip): members whose contribution to some
+  // part was left out as an outlier (AggregationOptions::clip_reject_ratio).
+  std::vector<int> outliers;
   uint64_t bytes_sent = 0;  // bodies of this round's messages
   uint64_t bytes_received = 0;
   absl::Duration encode_time;  // encoding parts and results
