@@ -8,18 +8,19 @@
 # configuration), then a table.
 #
 #   bench/poisoning.sh BUILD_DIR [--epochs 100] [--target 1024] [--batch 64]
-#       [--tau 0] [--configs "clean clean-clip scale-mean scale-clip noise-mean
-#       noise-clip"]
+#       [--tau 0] [--reject 10] [--logs DIR] [--configs "clean clean-clip
+#       scale-mean scale-clip noise-mean noise-clip"]
 #
 # Configurations: clean (mean, nobody poisons) / clean-clip (CenteredClip, nobody
 # poisons) / scale-mean, scale-clip (peer 3 multiplies its gradients by -1e3) /
 # noise-mean, noise-clip (peer 3 sends Gaussian noise of std 1 instead). --tau is
-# the CenteredClip radius (RMS per element; 0: automatic).
+# the CenteredClip radius (RMS per element; 0: automatic), --reject its outlier
+# ratio (0: clip only). --logs keeps the trainers' logs there.
 set -euo pipefail
-usage() { sed -n '2,18p' "$0" >&2; exit 2; }
+usage() { sed -n '2,19p' "$0" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 build=$(cd "$1" && pwd); shift
-epochs=100; target=1024; batch=64; tau=0
+epochs=100; target=1024; batch=64; tau=0; reject=10; logs=""
 configs="clean clean-clip scale-mean scale-clip noise-mean noise-clip"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -27,6 +28,8 @@ while [[ $# -gt 0 ]]; do
     --target) target=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --tau) tau=$2; shift 2 ;;
+    --reject) reject=$2; shift 2 ;;
+    --logs) logs=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;;
     *) usage ;;
   esac
@@ -56,11 +59,13 @@ for config in $configs; do
       --num_peers=4 --batch_size="$batch" --target_group_size=4 --min_group_size=3 \
       --report_every=1000 \
       --codec=none --epochs="$epochs" --target_batch_size="$target" \
-      --aggregation=$aggregation --clip_tau="$tau" --poison=$peer_poison \
+      --aggregation=$aggregation --clip_tau="$tau" --clip_reject_ratio="$reject" \
+      --poison=$peer_poison \
       > "$work/$config.$i.log" 2>&1 &
     peer_pids+=($!)
   done
   for pid in "${peer_pids[@]}"; do wait "$pid" || true; done
+  if [[ -n "$logs" ]]; then mkdir -p "$logs" && cp "$work/$config".*.log "$logs/"; fi
   finals=$(grep -h "final:" "$work/$config".[012].log || true)
   acc=$(field "test accuracy" <<<"$finals")
   failed=$(cat "$work/$config".[012].log | grep -c "(local gradients)" || true)
