@@ -87,10 +87,14 @@ absl::StatusOr<CenteredClipStats> CenteredClip(
   CenteredClipStats stats;
   if (n == 0) return stats;
 
+  // The start, the distance scale and the outlier test give every input one vote:
+  // weights are the senders' claims, and one claiming more than half the total
+  // would otherwise be the median itself, with every honest input its outlier.
+  // The clipping steps below weigh the inputs.
   std::vector<double> c(n);
   std::vector<std::pair<double, double>> column(x.size());
   for (size_t k = 0; k < n; ++k) {
-    for (size_t i = 0; i < x.size(); ++i) column[i] = {x[i][k], w[i]};
+    for (size_t i = 0; i < x.size(); ++i) column[i] = {x[i][k], 1.0};
     c[k] = WeightedMedian(column);
   }
   std::vector<double> dist(x.size());
@@ -99,7 +103,7 @@ absl::StatusOr<CenteredClipStats> CenteredClip(
   };
   auto median_distance = [&] {
     column.resize(x.size());
-    for (size_t i = 0; i < x.size(); ++i) column[i] = {dist[i], w[i]};
+    for (size_t i = 0; i < x.size(); ++i) column[i] = {dist[i], 1.0};
     return WeightedMedian(column);
   };
   measure();

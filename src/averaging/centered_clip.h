@@ -14,8 +14,8 @@ namespace hivemind {
 namespace internal {
 
 struct CenteredClipParams {
-  // Clipping radius as an RMS distance per element; 0: the weighted median of the
-  // inputs' RMS distances from the starting centre.
+  // Clipping radius as an RMS distance per element; 0: the median of the inputs'
+  // RMS distances from the starting centre.
   double tau = 0.0;
   int max_iterations = 20;
   // Stop when a step moves the centre by less than this x tau (RMS).
@@ -40,12 +40,14 @@ struct CenteredClipStats {
 double WeightedMedian(std::vector<std::pair<double, double>>& value_weight);
 
 // Writes the CenteredClip centre of `inputs` (each of out.size() elements, weights
-// >= 0 and finite, at least one > 0) into `out`, starting from their coordinate-wise
-// weighted median c0:
+// >= 0 and finite, at least one > 0) into `out`, starting from the coordinate-wise
+// median c0 of the inputs of weight > 0 (one vote each: a weight is a claim, and
+// one input claiming most of the weight must not become the median):
 //   c <- c + sum_i w_i (x_i - c) min(1, tau / d_i) / sum_i w_i,
 //   d_i = ||x_i - c||_2 / sqrt(n).
 // With reject_ratio > 0, inputs whose distance from c0 exceeds reject_ratio x the
-// weighted median of those distances take no part (nor in the automatic tau).
+// median of those distances take no part (nor in the automatic tau, the median of
+// the remaining distances).
 // Computes in double. kInvalidArgument on inputs of the wrong size, negative or
 // non-finite weights, a zero total weight, or invalid params.
 absl::StatusOr<CenteredClipStats> CenteredClip(

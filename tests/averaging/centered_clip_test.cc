@@ -141,6 +141,22 @@ TEST(CenteredClip, FarOutliersAreLeftOutWithARejectRatio) {
   EXPECT_TRUE(stats->rejected.empty());
 }
 
+// A Byzantine input claiming more weight than all the honest ones together gets no
+// more say in the start or the outlier test than any other input: it is still left
+// out, not made the centre with every honest input its outlier.
+TEST(CenteredClip, AnInflatedWeightBuysNoVoteInTheMedianOrTheOutlierTest) {
+  auto x = Gaussian(4, 2048, 1.0, 7);
+  const std::vector<std::vector<float>> honest(x.begin(), x.begin() + 3);
+  const std::vector<double> honest_mean = Mean(honest, {1, 1, 1});
+  for (float& e : x[3]) e *= -1e3f;
+  std::vector<float> out(2048);
+  auto stats = CenteredClip(Spans(x), {1, 1, 1, 100}, {100.0, 20, 1e-6, 10.0},
+                            absl::MakeSpan(out));
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->rejected, std::vector<size_t>{3});
+  for (size_t k = 0; k < out.size(); ++k) ASSERT_NEAR(out[k], honest_mean[k], 1e-5);
+}
+
 TEST(CenteredClip, ZeroWeightsAreIgnoredEvenInTheMedian) {
   std::vector<std::vector<float>> x = {{1, 1}, {3, 3}, {1e9f, -1e9f}};
   std::vector<float> out(2);

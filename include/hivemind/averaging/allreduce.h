@@ -27,19 +27,21 @@
 // value beyond max_abs_value (kInvalidArgument), and excludes its sender as above
 // (AllReduceReport::excluded says why). With Aggregation::kCenteredClip the reducer
 // keeps every contribution to a part and combines them with CenteredClip (Karimireddy
-// et al. 2021, hivemind's BTARD): from the coordinate-wise weighted median c, repeat
+// et al. 2021, hivemind's BTARD): from the coordinate-wise median c (one vote per
+// member), repeat
 //   c <- c + sum_i w_i * (x_i - c) * min(1, tau / d_i) / sum_i w_i,
 //   d_i = ||x_i - c||_2 / sqrt(elements of the part)  (the RMS distance),
 // until the step is below clip_tolerance x tau or clip_iterations ran. At the fixed
 // point, if every honest contribution lies within tau of c, c lies within
 // tau x (Byzantine weight / honest weight) of the honest weighted mean, however far
 // the others are; the plain mean moves by (Byzantine weight / total) x their offset.
-// It needs an honest majority by weight in the group (of 2 members, it is their
-// mean). Far outliers are left out before clipping (clip_reject_ratio x the median
-// distance from the median, 10 by default): they move the centre not at all; one
-// that stays inside that ratio can still pull it by up to the bound above. Weights are
-// the senders' own claims: a Byzantine member can inflate its weight. A Byzantine reducer
-// can still corrupt its own span.
+// It needs an honest majority in the group (of 2 members, it is their mean). Far
+// outliers are left out before clipping (clip_reject_ratio x the median distance
+// from the median, 10 by default): they move the centre not at all; one that stays
+// inside that ratio can still pull it by up to the bound above. Weights are the
+// senders' own claims: the median, the distance scale and the outlier test count
+// members, not weights, so an inflated weight buys no vote there, but it scales
+// the pull in the clipping steps. A Byzantine reducer can still corrupt its own span.
 #ifndef HIVEMIND_AVERAGING_ALLREDUCE_H_
 #define HIVEMIND_AVERAGING_ALLREDUCE_H_
 
@@ -78,8 +80,8 @@ struct HIVEMIND_EXPORT AggregationOptions {
   Aggregation method = Aggregation::kMean;
 
   // CenteredClip's clipping radius tau, as an RMS distance per element (so it does
-  // not depend on the part size). 0: automatic, per part: the weighted median of
-  // the contributions' RMS distances from the coordinate-wise weighted median (scale
+  // not depend on the part size). 0: automatic, per part: the median of
+  // the contributions' RMS distances from the coordinate-wise median (scale
   // free, so it follows gradients as they shrink; about half the honest
   // contributions are clipped a little). Must be finite and >= 0. Default: 0.
   float clip_tau = 0.0f;
@@ -92,8 +94,8 @@ struct HIVEMIND_EXPORT AggregationOptions {
   float clip_tolerance = 1e-4f;
 
   // CenteredClip leaves out a part's contributions that lie farther than this x the
-  // weighted median of the contributions' RMS distances from the coordinate-wise
-  // weighted median (before tau is chosen): far outliers then move the centre not
+  // median of the contributions' RMS distances from the coordinate-wise
+  // median (before tau is chosen): far outliers then move the centre not
   // at all, where clipped they still pull it by tau x their weight / the honest
   // weight. Their senders are listed in AllReduceReport::outliers and get this
   // part's result. Contributions within the ratio are only clipped, as before. 0:
