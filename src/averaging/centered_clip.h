@@ -20,8 +20,8 @@ struct CenteredClipParams {
   int max_iterations = 20;
   // Stop when a step moves the centre by less than this x tau (RMS).
   double tolerance = 1e-4;
-  // Inputs farther than this x the weighted median distance from the starting
-  // centre are left out entirely (outliers); 0: none. 0 or >= 1.
+  // Inputs farther than this x the median distance from the starting centre are
+  // left out entirely (outliers); 0: none. 0 or >= 1.
   double reject_ratio = 0.0;
 };
 

@@ -88,6 +88,15 @@ double DistanceFromHonestMean(Aggregation method, float tau,
   return DistanceFromHonestMean(Options(method, tau), byzantine);
 }
 
+// Gaussian noise of std 100 (honest values are uniform in [-1, 1]).
+std::vector<float> Noise(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> noise(0.0f, 100.0f);
+  std::vector<float> noisy(kNumel);
+  for (float& x : noisy) x = noise(rng);
+  return noisy;
+}
+
 // Honest values are uniform in [-1, 1] (RMS 0.58): with tau = 1 every honest
 // contribution lies within tau of the centre, so CenteredClip's fixed point is
 // within tau x (Byzantine weight / honest weight) = 1/7 of the honest mean (plus
@@ -114,10 +123,7 @@ TEST(ByzantineAllReduce, ScaledMemberPullsTheMeanButNotCenteredClip) {
 }
 
 TEST(ByzantineAllReduce, NoisyMemberPullsTheMeanButNotCenteredClip) {
-  std::mt19937 rng(5);
-  std::normal_distribution<float> noise(0.0f, 100.0f);
-  std::vector<float> noisy(kNumel);
-  for (float& x : noisy) x = noise(rng);
+  const std::vector<float> noisy = Noise(5);
   const double mean = DistanceFromHonestMean(Aggregation::kMean, 0, noisy);
   const double clipped = DistanceFromHonestMean(Aggregation::kCenteredClip, kTau, noisy);
   const double automatic = DistanceFromHonestMean(Aggregation::kCenteredClip, 0, noisy);
@@ -136,14 +142,11 @@ TEST(ByzantineAllReduce, NoisyMemberPullsTheMeanButNotCenteredClip) {
 TEST(ByzantineAllReduce, FarOutliersAreLeftOutEntirely) {
   std::vector<float> scaled = RandomInputs(kMembers, kNumel, 21)[kByzantine];
   for (float& x : scaled) x *= 1e3f;
-  std::mt19937 rng(6);
-  std::normal_distribution<float> noise(0.0f, 100.0f);
-  std::vector<float> noisy(kNumel);
-  for (float& x : noisy) x = noise(rng);
+  const std::vector<float> noisy = Noise(6);
   const AllReduceOptions options =
       Options(Aggregation::kCenteredClip, 100.0f, AggregationOptions().clip_reject_ratio);
-  for (const std::vector<float>* byzantine : {&scaled, &noisy}) {
-    const double distance = DistanceFromHonestMean(options, *byzantine, {kByzantine});
+  for (const std::vector<float>& byzantine : {scaled, noisy}) {
+    const double distance = DistanceFromHonestMean(options, byzantine, {kByzantine});
     EXPECT_LE(distance, 1e-6);
   }
   // An honest group has no outliers: every member contributes.
