@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "averaging/centered_clip.h"
 #include "averaging/messages.h"
 #include "averaging/round.h"
 #include "codec/simd.h"
@@ -132,14 +133,9 @@ absl::Status ValidateAggregation(const AggregationOptions& a,
   if (a.method != Aggregation::kMean && a.method != Aggregation::kCenteredClip) {
     return absl::InvalidArgumentError("unknown aggregation method");
   }
-  if (!std::isfinite(a.clip_tau) || a.clip_tau < 0.0f || a.clip_iterations < 1 ||
-      !std::isfinite(a.clip_tolerance) || a.clip_tolerance < 0.0f ||
-      !std::isfinite(a.clip_reject_ratio) ||
-      (a.clip_reject_ratio != 0.0f && a.clip_reject_ratio < 1.0f)) {
-    return absl::InvalidArgumentError(
-        "CenteredClip needs a finite clip_tau >= 0, clip_iterations >= 1, a finite "
-        "clip_tolerance >= 0 and a clip_reject_ratio of 0 or >= 1");
-  }
+  absl::Status clip = internal::ValidateCenteredClipParams(
+      {a.clip_tau, a.clip_iterations, a.clip_tolerance, a.clip_reject_ratio});
+  if (!clip.ok()) return clip;
   if (!std::isfinite(a.max_abs_value) || a.max_abs_value < 0.0f) {
     return absl::InvalidArgumentError("max_abs_value must be finite and >= 0");
   }

@@ -36,18 +36,23 @@ absl::Status Validate(absl::Span<const absl::Span<const float>> inputs,
                                                      i, " is not finite and >= 0"));
     }
   }
+  return ValidateCenteredClipParams(params);
+}
+
+}  // namespace
+
+absl::Status ValidateCenteredClipParams(const CenteredClipParams& params) {
   if (!std::isfinite(params.tau) || params.tau < 0.0 || params.max_iterations < 1 ||
       !std::isfinite(params.tolerance) || params.tolerance < 0.0 ||
       !std::isfinite(params.reject_ratio) ||
       (params.reject_ratio != 0.0 && params.reject_ratio < 1.0)) {
     return absl::InvalidArgumentError(
-        "CenteredClip needs a finite tau >= 0, iterations >= 1, a finite tolerance >= 0 "
-        "and a reject ratio of 0 or >= 1");
+        "CenteredClip needs a finite tau (clip_tau) >= 0, iterations (clip_iterations) "
+        ">= 1, a finite tolerance (clip_tolerance) >= 0 and a reject ratio "
+        "(clip_reject_ratio) of 0 or >= 1");
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 double WeightedMedian(std::vector<std::pair<double, double>>& value_weight) {
   std::sort(value_weight.begin(), value_weight.end());

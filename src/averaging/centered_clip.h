@@ -33,6 +33,11 @@ struct CenteredClipStats {
   std::vector<size_t> rejected;
 };
 
+// OK, or kInvalidArgument naming the rule when `params` break one: tau finite and
+// >= 0, max_iterations >= 1, tolerance finite and >= 0, reject_ratio 0 or finite and
+// >= 1 (AggregationOptions' clip_* fields hold the same parameters).
+absl::Status ValidateCenteredClipParams(const CenteredClipParams& params);
+
 // The weighted median of (value, weight) pairs (weights > 0, at least one pair):
 // the smallest value whose cumulative weight reaches half the total, averaged with
 // the next one when it reaches exactly half (the usual median for equal weights).

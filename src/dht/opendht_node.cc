@@ -38,6 +38,25 @@ struct LifetimeType {
 constexpr LifetimeType kLifetimeTypes[] = {
     {0x4801, absl::Seconds(30)}, {0x4802, absl::Minutes(2)}, {0x4803, absl::Minutes(10)}};
 
+// What a record is bound to (internal::SignDhtRecord's key id): the OpenDHT hash of
+// its key, all a storing node sees of the key.
+std::string KeyId(const dht::InfoHash& hash) {
+  return std::string(reinterpret_cast<const char*>(hash.data()), hash.size());
+}
+
+absl::string_view DataOf(const dht::Value& v) {
+  return absl::string_view(reinterpret_cast<const char*>(v.data.data()), v.data.size());
+}
+
+// Storing nodes (every node registers the types below with this policy) keep only
+// records that verify for the key they are stored under: garbage of these types is
+// dropped where it lands, not just by every reader.
+bool MayStore(dht::InfoHash key, std::shared_ptr<dht::Value>& value,
+              const dht::InfoHash& from, const dht::SockAddr& addr) {
+  return dht::ValueType::DEFAULT_STORE_POLICY(key, value, from, addr) &&
+         internal::ReadDhtRecord(KeyId(key), DataOf(*value)).ok();
+}
+
 // The type for a record valid for `lifetime` (0, plain data, beyond the longest).
 dht::ValueType::Id TypeFor(absl::Duration lifetime) {
   for (const LifetimeType& type : kLifetimeTypes) {
@@ -101,7 +120,7 @@ class OpenDhtNode::Impl {
     for (const LifetimeType& type : kLifetimeTypes) {
       runner_.registerType(dht::ValueType(
           type.id, absl::StrCat("hivemind-", absl::ToInt64Seconds(type.expiration), "s"),
-          absl::ToChronoSeconds(type.expiration)));
+          absl::ToChronoSeconds(type.expiration), MayStore));
     }
     running_ = true;
     address_ = absl::StrCat(host, ":", runner_.getBoundPort(AF_INET));
@@ -165,18 +184,18 @@ class OpenDhtNode::Impl {
       return absl::InvalidArgumentError("DHT record would be expired already");
     }
     Reconnect(kRefreshInterval);
-    const std::string full_key = FullKey(key);
+    const dht::InfoHash hash = dht::InfoHash::get(FullKey(key));
     DhtRecord record{std::string(subkey), std::string(value), signer->public_key, now,
                      expiration};
-    absl::StatusOr<std::string> data = internal::SignDhtRecord(full_key, record, *signer);
+    absl::StatusOr<std::string> data =
+        internal::SignDhtRecord(KeyId(hash), record, *signer);
     if (!data.ok()) return data.status();
     auto v = std::make_shared<dht::Value>(reinterpret_cast<const uint8_t*>(data->data()),
                                           data->size());
     v->type = TypeFor(expiration - now);
     auto promise = std::make_shared<std::promise<bool>>();
     std::future<bool> stored = promise->get_future();
-    runner_.put(dht::InfoHash::get(full_key), v,
-                [promise](bool ok) { promise->set_value(ok); });
+    runner_.put(hash, v, [promise](bool ok) { promise->set_value(ok); });
     if (stored.wait_for(absl::ToChronoNanoseconds(timeout)) !=
         std::future_status::ready) {
       Reconnect(kReconnectInterval);
@@ -195,25 +214,35 @@ class OpenDhtNode::Impl {
     struct State {
       internal::Mutex mu;
       std::vector<DhtRecord> records ABSL_GUARDED_BY(mu);
+      std::atomic<bool> answered{false};
       std::promise<void> done;
     };
     auto state = std::make_shared<State>();
     std::future<void> done = state->done.get_future();
     const std::string full_key = FullKey(key);
+    const dht::InfoHash hash = dht::InfoHash::get(full_key);
     runner_.get(
-        dht::InfoHash::get(full_key),
-        [this, state, full_key](const std::vector<std::shared_ptr<dht::Value>>& values) {
+        hash,
+        [this, state, full_key,
+         hash](const std::vector<std::shared_ptr<dht::Value>>& values) {
           for (const auto& v : values) {
-            std::optional<DhtRecord> record = Open(full_key, *v);
+            std::optional<DhtRecord> record = Open(full_key, hash, *v);
             if (!record) continue;
             internal::MutexLock lock(&state->mu);
             state->records.push_back(*std::move(record));
           }
           return true;
         },
-        [state](bool) { state->done.set_value(); });
-    done.wait_for(absl::ToChronoNanoseconds(timeout));
-    Reconnect(KnownNodes() == 0 ? kReconnectInterval : kRefreshInterval);
+        [state](bool ok) {
+          state->answered = ok;
+          state->done.set_value();
+        });
+    const bool finished =
+        done.wait_for(absl::ToChronoNanoseconds(timeout)) == std::future_status::ready;
+    // A lookup no node answered returned this node's own storage only, which may be
+    // long stale: look for the swarm again soon.
+    const bool cut_off = KnownNodes() == 0 || (finished && !state->answered.load());
+    Reconnect(cut_off ? kReconnectInterval : kRefreshInterval);
     internal::MutexLock lock(&state->mu);
     return Latest(state->records, absl::Now());
   }
@@ -223,12 +252,12 @@ class OpenDhtNode::Impl {
     const std::string full_key = FullKey(key);
     const dht::InfoHash hash = dht::InfoHash::get(full_key);
     std::future<size_t> token = runner_.listen(
-        hash, [this, callback = std::move(callback), full_key](
+        hash, [this, callback = std::move(callback), full_key, hash](
                   const std::vector<std::shared_ptr<dht::Value>>& values, bool expired) {
           if (expired) return true;
           const absl::Time now = absl::Now();
           for (const auto& v : values) {
-            std::optional<DhtRecord> record = Open(full_key, *v);
+            std::optional<DhtRecord> record = Open(full_key, hash, *v);
             if (record && record->expiration > now) callback(*record);
           }
           return true;
@@ -296,13 +325,12 @@ class OpenDhtNode::Impl {
     return absl::OkStatus();
   }
 
-  // The record in an OpenDHT value found under `full_key`, if it parses and is signed
-  // by its writer for that key. Anything else is dropped and counted: any node can
-  // put any bytes under any key.
-  std::optional<DhtRecord> Open(const std::string& full_key, const dht::Value& v) {
-    auto record = internal::ReadDhtRecord(
-        full_key,
-        absl::string_view(reinterpret_cast<const char*>(v.data.data()), v.data.size()));
+  // The record in an OpenDHT value found under `full_key` (of hash `hash`), if it
+  // parses and is signed by its writer for that key. Anything else is dropped and
+  // counted: any node can put any bytes under any key.
+  std::optional<DhtRecord> Open(const std::string& full_key, const dht::InfoHash& hash,
+                                const dht::Value& v) {
+    auto record = internal::ReadDhtRecord(KeyId(hash), DataOf(v));
     if (record.ok()) return *std::move(record);
     rejected_.fetch_add(1);
     if (options_.log_rejected_records) {

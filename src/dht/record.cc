@@ -9,7 +9,7 @@ namespace {
 
 // Prefixed to every signed message, so a record signature can never be mistaken for
 // a signature of anything else a peer signs with the same key.
-constexpr absl::string_view kSigningDomain = "hivemind/dht-record/v2";
+constexpr absl::string_view kSigningDomain = "hivemind/dht-record/v3";
 
 // Everything but the signature, in wire order.
 void PutFields(const DhtRecord& record, wire::Writer* writer) {
@@ -23,10 +23,10 @@ void PutFields(const DhtRecord& record, wire::Writer* writer) {
 
 }  // namespace
 
-std::string DhtRecordSigningMessage(absl::string_view full_key, const DhtRecord& record) {
+std::string DhtRecordSigningMessage(absl::string_view key_id, const DhtRecord& record) {
   wire::Writer writer;
   writer.PutBytes(kSigningDomain);
-  writer.PutBytes(full_key);
+  writer.PutBytes(key_id);
   PutFields(record, &writer);
   return writer.Release();
 }
@@ -38,14 +38,14 @@ std::string EncodeDhtRecord(const SignedDhtRecord& signed_record) {
   return writer.Release();
 }
 
-absl::StatusOr<std::string> SignDhtRecord(absl::string_view full_key,
+absl::StatusOr<std::string> SignDhtRecord(absl::string_view key_id,
                                           const DhtRecord& record,
                                           const KeyPair& signer) {
   if (record.writer != signer.public_key) {
     return absl::InvalidArgumentError("a DHT record's writer must be its signer");
   }
   HIVEMIND_ASSIGN_OR_RETURN(std::string signature,
-                            Sign(signer, DhtRecordSigningMessage(full_key, record)));
+                            Sign(signer, DhtRecordSigningMessage(key_id, record)));
   return EncodeDhtRecord({record, std::move(signature)});
 }
 
@@ -55,7 +55,9 @@ absl::StatusOr<SignedDhtRecord> ParseDhtRecord(absl::string_view data) {
   HIVEMIND_RETURN_IF_ERROR(reader.ReadU8(&version));
   if (version != kDhtRecordVersion) {
     return absl::DataLossError(version == 1 ? "unsigned (version 1) DHT record"
-                                            : "unknown DHT record version");
+                               : version == 2
+                                   ? "DHT record of version 2 (an older release's)"
+                                   : "unknown DHT record version");
   }
   absl::string_view subkey, writer, value, signature;
   uint64_t stored_at = 0, expiration = 0;
@@ -87,11 +89,11 @@ absl::StatusOr<SignedDhtRecord> ParseDhtRecord(absl::string_view data) {
   return out;
 }
 
-absl::StatusOr<DhtRecord> ReadDhtRecord(absl::string_view full_key,
+absl::StatusOr<DhtRecord> ReadDhtRecord(absl::string_view key_id,
                                         absl::string_view data) {
   HIVEMIND_ASSIGN_OR_RETURN(SignedDhtRecord parsed, ParseDhtRecord(data));
   if (!VerifySignature(parsed.record.writer,
-                       DhtRecordSigningMessage(full_key, parsed.record),
+                       DhtRecordSigningMessage(key_id, parsed.record),
                        parsed.signature)) {
     return absl::UnauthenticatedError("DHT record not signed by its writer for this key");
   }

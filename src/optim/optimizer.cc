@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <sstream>
@@ -43,7 +44,11 @@ class OptimizerCore {
 
   absl::Status Start();
   absl::StatusOr<OptimizerStepReport> Step(int64_t batch_size, double loss);
-  absl::Status LoadStateFromPeers();
+  // Downloads the swarm's state, of epoch `min_epoch` or later, waiting at most
+  // `timeout` (default: the options' load_state_timeout).
+  absl::Status LoadStateFromPeers(
+      std::optional<absl::Duration> timeout = std::nullopt,
+      int64_t min_epoch = std::numeric_limits<int64_t>::min());
   absl::Status SaveCheckpoint(const std::string& path);
   absl::Status LoadCheckpoint(const std::string& path);
   void ZeroGrad() { inner_->ZeroGrad(); }
@@ -123,6 +128,12 @@ class OptimizerCore {
   // The swarm epoch at which to try loading the state again after a failed
   // download; 0: none due.
   uint64_t reload_at_epoch_ = 0;
+  // Set when a round of this peer failed while the swarm had others to average
+  // with: its parameters now differ from theirs, and its next step loads the state.
+  bool resync_ = false;
+  // After a round that failed while others were there, asks the next step to load
+  // the swarm's state (see Step).
+  void ResyncIfOthersAveraged(const absl::Status& round);
   double loss_sum_ = 0.0;
   int64_t loss_count_ = 0;
   std::vector<float> anchor_;    // DiLoCo: parameters at the start of the epoch
@@ -285,21 +296,37 @@ absl::StatusOr<OptimizerStepReport> OptimizerCore::Step(int64_t batch_size, doub
   // A peer whose last download failed holds parameters the swarm does not share:
   // it tries again at the next epoch.
   const bool retry_load = reload_at_epoch_ > 0 && swarm_epoch >= reload_at_epoch_;
-  if ((behind || retry_load) && !auxiliary()) {
-    // Behind the swarm: the round of this epoch is over; catch up instead.
+  const bool resync = std::exchange(resync_, false) && !pending_;
+  if ((behind || retry_load || resync) && !auxiliary()) {
+    // Behind the swarm: the round of this epoch is over; catch up instead. A peer
+    // that only missed a round (resync) gives the download no longer than a round:
+    // the donors it sees may be gone, and it can train on meanwhile.
     pending_.reset();
     const absl::Time start = absl::Now();
-    absl::Status loaded = LoadStateFromPeers();
+    const bool catch_up = behind || retry_load;
+    const std::optional<absl::Duration> timeout =
+        catch_up ? std::nullopt
+                 : std::optional<absl::Duration>(options_.averaging_timeout);
+    // After a missed round: the state of the epoch whose round it missed (donors that
+    // have not finished it yet) or a later one.
+    const int64_t min_epoch =
+        catch_up ? std::numeric_limits<int64_t>::min() : local_epoch_ - 1;
+    absl::Status loaded = LoadStateFromPeers(timeout, min_epoch);
     // "State changed": the donors moved to a newer state mid-download; that one is
     // what to fetch now.
     for (int attempt = 1; attempt < kLoadAttempts && absl::IsFailedPrecondition(loaded);
          ++attempt) {
-      loaded = LoadStateFromPeers();
+      loaded = LoadStateFromPeers(timeout, min_epoch);
     }
     stats_.wait_time += absl::Now() - start;
     report.loaded_state = loaded.ok();
-    reload_at_epoch_ = 0;
-    if (!loaded.ok()) {
+    if (loaded.ok() || catch_up) reload_at_epoch_ = 0;
+    if (!loaded.ok() && !catch_up) {
+      std::fprintf(stderr,
+                   "[hivemind] could not load state from peers after a missed round "
+                   "(%s); going on with local parameters\n",
+                   loaded.ToString().c_str());
+    } else if (!loaded.ok()) {
       std::fprintf(stderr,
                    "[hivemind] could not load state from peers (%s); jumping "
                    "to the swarm's epoch with local parameters, trying again at the "
@@ -493,8 +520,21 @@ void OptimizerCore::ApplyAveragedGradients(OptimizerStepReport* report) {
                  static_cast<long long>(local_epoch_),
                  report->averaging_status.ToString().c_str());
   }
+  ResyncIfOthersAveraged(report->averaging_status);
   // Averaging failed entirely: `grads` still holds the local mean gradient.
   ApplyGradients(grads);
+}
+
+void OptimizerCore::ResyncIfOthersAveraged(const absl::Status& round) {
+  if (round.ok() || absl::IsCancelled(round) || auxiliary() || local_updates()) return;
+  const GlobalProgress global = tracker_->global_progress();
+  // Others that hold state: trainers, this peer not included.
+  if (global.num_peers - global.num_clients -
+          (options_.mode == MemberMode::kClient ? 0 : 1) <
+      1) {
+    return;
+  }
+  resync_ = true;
 }
 
 void OptimizerCore::StartDelayedRound(OptimizerStepReport* report) {
@@ -574,6 +614,7 @@ void OptimizerCore::AverageParameters() {
     std::fprintf(stderr, "[hivemind] epoch %lld: parameter averaging failed (%s)\n",
                  static_cast<long long>(local_epoch_), status.ToString().c_str());
   }
+  ResyncIfOthersAveraged(status);
   if (!auxiliary() && group_size > 1) SetParameters(params);
   if (stats.empty() || !stats_step) return;
   int stats_group_size = 1;
@@ -632,11 +673,13 @@ void OptimizerCore::PublishState() {
   }
 }
 
-absl::Status OptimizerCore::LoadStateFromPeers() {
+absl::Status OptimizerCore::LoadStateFromPeers(std::optional<absl::Duration> timeout,
+                                               int64_t min_epoch) {
   LoadStateOptions load;
+  load.min_epoch = min_epoch;
   load.prefix = absl::StrCat(options_.run_id, ".state");
   load.max_donors = options_.load_state_max_donors;
-  load.timeout = options_.load_state_timeout;
+  load.timeout = timeout.value_or(options_.load_state_timeout);
   LoadStateReport report;
   HIVEMIND_ASSIGN_OR_RETURN(
       PeerState state,

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "dht/record.h"
 #include "gtest/gtest.h"
 #include "hivemind/wire/buffer.h"
@@ -153,16 +154,24 @@ class RawNode {
     runner_.join();
   }
 
-  // Puts `data` under the OpenDHT key of `full_key` ("{run_id}/{key}").
-  bool Put(const std::string& full_key, const std::string& data) {
+  // Puts `data` under the OpenDHT key of `full_key` ("{run_id}/{key}") as a value of
+  // `type`.
+  bool Put(const std::string& full_key, const std::string& data,
+           dht::ValueType::Id type = 0) {
     auto value = std::make_shared<dht::Value>(
         reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    value->type = type;
     auto promise = std::make_shared<std::promise<bool>>();
     std::future<bool> stored = promise->get_future();
     runner_.put(dht::InfoHash::get(full_key), value,
                 [promise](bool ok) { promise->set_value(ok); });
     return stored.wait_for(std::chrono::seconds(10)) == std::future_status::ready &&
            stored.get();
+  }
+
+  // Every value under `full_key`, as each node that answered holds it.
+  std::vector<std::shared_ptr<dht::Value>> GetValues(const std::string& full_key) {
+    return runner_.get(dht::InfoHash::get(full_key)).get();
   }
 
   // The raw bytes of every value under `full_key`.
@@ -191,8 +200,10 @@ std::vector<std::string> ForgeriesOf(const PeerId& victim, const std::string& fu
                          absl::Now() + absl::Minutes(2)};
   const KeyPair attacker = Keys();
   std::vector<std::string> out;
+  const dht::InfoHash hash = dht::InfoHash::get(full_key);
+  const std::string key_id(reinterpret_cast<const char*>(hash.data()), hash.size());
   out.push_back(internal::EncodeDhtRecord(
-      {record, *Sign(attacker, internal::DhtRecordSigningMessage(full_key, record))}));
+      {record, *Sign(attacker, internal::DhtRecordSigningMessage(key_id, record))}));
   out.push_back(internal::EncodeDhtRecord({record, std::string(kSignatureSize, 'x')}));
   wire::Writer v1;
   v1.PutU8(1);
@@ -239,6 +250,33 @@ TEST_F(DhtSwarm, ForgedRecordsAreIgnoredByGetAndListen) {
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_FALSE(heard.empty());
   for (const std::string& h : heard) EXPECT_EQ(h, victim + "=genuine");
+}
+
+TEST_F(DhtSwarm, StoringNodesDropForgedRecordsOfTheRecordTypes) {
+  std::vector<uint8_t> genuine;
+  {
+    RawNode attacker(bootstrap_->address());
+    ASSERT_TRUE(
+        peers_[0]->Store("ledger", "s", "genuine", absl::Now() + absl::Minutes(1)).ok());
+    const auto values = attacker.GetValues("run/ledger");
+    ASSERT_EQ(values.size(), 1u);
+    genuine = values[0]->data;
+    const dht::ValueType::Id record_type = values[0]->type;
+    ASSERT_NE(record_type, 0);  // a lifetime type every OpenDhtNode registers
+    for (const std::string& forged : ForgeriesOf(peers_[0]->id(), "run/ledger")) {
+      attacker.Put("run/ledger", forged, record_type);
+    }
+  }  // the attacker leaves, and with it the copies it keeps itself
+  // No storing node kept a forgery: readers get the genuine record only and have
+  // nothing to drop.
+  RawNode reader(bootstrap_->address());
+  for (const auto& v : reader.GetValues("run/ledger")) EXPECT_EQ(v->data, genuine);
+  const uint64_t rejected = peers_[1]->rejected_records();
+  auto records = peers_[1]->Get("ledger", absl::Seconds(20));
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].value, "genuine");
+  EXPECT_EQ(peers_[1]->rejected_records(), rejected);
 }
 
 TEST_F(DhtSwarm, ARecordReplayedUnderAnotherKeyIsRejected) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -212,6 +213,48 @@ TEST_F(OptimizerSwarm, ALatePeerLoadsTheStateAndJoinsAtTheSwarmsEpoch) {
   Train(late, 3, 15);
   for (Peer* p : {a, b, late}) p->thread.join();
   for (Peer* p : {a, b, late}) EXPECT_EQ(p->opt->local_epoch(), 3);
+}
+
+TEST_F(OptimizerSwarm, APeerThatMissedARoundLoadsTheStateAtItsNextStep) {
+  Peer* a = AddPeer(1);
+  Peer* b = AddPeer(2);
+  Train(a, 2, 11);
+  Train(b, 2, 12);
+  a->thread.join();
+  b->thread.join();
+  ASSERT_EQ(Flat(a->model), Flat(b->model));
+  const std::vector<float> swarm = Flat(a->model);
+  // A peer that never finds a group big enough: its round fails while a and b are
+  // there (alive, serving the state of epoch 2).
+  OptimizerOptions lonely = Options();
+  lonely.min_group_size = 10;
+  lonely.target_group_size = 10;
+  Peer* c = AddPeer(3, lonely);
+  ASSERT_TRUE(c->opt->LoadStateFromPeers().ok());
+  ASSERT_EQ(Flat(c->model), swarm);
+  torch::manual_seed(5);
+  const torch::Tensor w = torch::ones({8, 2});
+  bool stepped_alone = false;
+  std::optional<OptimizerStepReport> after;
+  for (int i = 0; i < 40 && !after; ++i) {
+    torch::Tensor x = torch::randn({16, 8});
+    c->opt->ZeroGrad();
+    torch::mse_loss(c->model->forward(x), torch::matmul(x, w)).backward();
+    absl::StatusOr<OptimizerStepReport> report = c->opt->Step(16);
+    ASSERT_TRUE(report.ok()) << report.status();
+    if (stepped_alone) {
+      after = *report;
+    } else if (report->epoch_advanced) {
+      EXPECT_FALSE(report->averaging_status.ok());
+      EXPECT_NE(Flat(c->model), swarm);  // stepped with its own gradients
+      stepped_alone = true;
+    }
+  }
+  ASSERT_TRUE(after.has_value()) << "the lonely peer never finished an epoch";
+  // The next step loaded the swarm's state instead of training on apart.
+  EXPECT_TRUE(after->loaded_state);
+  EXPECT_EQ(c->opt->local_epoch(), 2);
+  EXPECT_EQ(Flat(c->model), swarm);
 }
 
 TEST_F(OptimizerSwarm, APeerThatDiesMidEpochDoesNotStopTheOthers) {

@@ -2,7 +2,7 @@
 // under string keys, scoped by a run id, with expiration. Records say who wrote them
 // and until when they are valid; readers ignore expired records.
 //
-// Every record is signed by its writer (net/identity.h) over its full key, subkey,
+// Every record is signed by its writer (net/identity.h) over its key, subkey,
 // value, times and writer; readers verify the signature and drop records that fail,
 // so `DhtRecord::writer` is proven, not claimed, and a record cannot be replayed
 // under another key. A peer can still re-store its own older records until they

@@ -8,7 +8,12 @@
 // samples), each applies the wrapped optimizer's step, and the epoch advances. Every
 // `average_state_every` epochs they also average parameters. A peer that is behind
 // the swarm's epoch (a newcomer, a restarted peer) downloads the state (parameters,
-// optimizer state, epoch) from peers before it trains on.
+// optimizer state, epoch) from peers before it trains on. So does, at its next step,
+// a trainer whose gradient or parameter round failed while the swarm had other
+// trainers (it stepped alone and its parameters left the swarm's): it takes the
+// state of that epoch or a later one, waiting at most averaging_timeout, and trains
+// on with its own parameters if none comes (gradient averaging without delayed
+// updates; local updates and DiLoCo average parameters anyway).
 //
 // A single-process loop becomes a swarm loop by changing the optimizer:
 //
