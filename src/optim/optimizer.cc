@@ -321,6 +321,16 @@ absl::StatusOr<OptimizerStepReport> OptimizerCore::Step(int64_t batch_size, doub
     stats_.wait_time += absl::Now() - start;
     report.loaded_state = loaded.ok();
     if (loaded.ok() || catch_up) reload_at_epoch_ = 0;
+    if (loaded.ok() && catch_up &&
+        swarm_epoch > static_cast<uint64_t>(local_epoch_) + allowed_lag) {
+      // The donors' state is older than the swarm's epoch (they are behind too, or
+      // this peer's view of the swarm is): train on from its parameters at the
+      // swarm's epoch and look for a newer state at the next one, rather than load
+      // the same state again at every step.
+      local_epoch_ = static_cast<int64_t>(swarm_epoch);
+      tracker_->UpdateEpoch(swarm_epoch);
+      reload_at_epoch_ = swarm_epoch + 1;
+    }
     if (!loaded.ok() && !catch_up) {
       std::fprintf(stderr,
                    "[hivemind] could not load state from peers after a missed round "

@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "hivemind/dht/opendht_node.h"
+#include "hivemind/optim/progress_tracker.h"
 
 namespace hivemind {
 namespace {
@@ -255,6 +256,51 @@ TEST_F(OptimizerSwarm, APeerThatMissedARoundLoadsTheStateAtItsNextStep) {
   EXPECT_TRUE(after->loaded_state);
   EXPECT_EQ(c->opt->local_epoch(), 2);
   EXPECT_EQ(Flat(c->model), swarm);
+}
+
+TEST_F(OptimizerSwarm, APeerBehindWithOnlyAnOlderStateTrainsOnInsteadOfReloading) {
+  Peer* a = AddPeer(1);
+  Peer* b = AddPeer(2);
+  Train(a, 2, 11);
+  Train(b, 2, 12);
+  a->thread.join();
+  b->thread.join();
+  const std::vector<float> swarm = Flat(a->model);
+  // Someone reports epoch 3, but every donor serves epoch 2.
+  DhtOptions d;
+  d.run_id = "optim";
+  d.initial_peers = {bootstrap_->address()};
+  std::unique_ptr<OpenDhtNode> ahead_dht = std::move(OpenDhtNode::Create(d)).value();
+  ProgressTrackerOptions t;
+  t.prefix = Options().run_id;
+  t.target_batch_size = static_cast<uint64_t>(Options().target_batch_size);
+  auto ahead = ProgressTracker::Create(ahead_dht.get(), t);
+  ASSERT_TRUE(ahead.ok()) << ahead.status();
+  (*ahead)->UpdateEpoch(3);
+  Peer* late = AddPeer(3);
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (late->opt->global_progress().epoch < 3 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(late->opt->global_progress().epoch, 3u);
+  torch::manual_seed(7);
+  const torch::Tensor w = torch::ones({8, 2});
+  std::vector<bool> loaded;
+  for (int i = 0; i < 4; ++i) {
+    torch::Tensor x = torch::randn({16, 8});
+    late->opt->ZeroGrad();
+    torch::mse_loss(late->model->forward(x), torch::matmul(x, w)).backward();
+    absl::StatusOr<OptimizerStepReport> report = late->opt->Step(16);
+    ASSERT_TRUE(report.ok()) << report.status();
+    loaded.push_back(report->loaded_state);
+    if (i == 0) {
+      EXPECT_EQ(Flat(late->model), swarm);  // the donors' parameters
+    }
+  }
+  // One download, then training at the swarm's epoch: not a download per step.
+  EXPECT_EQ(loaded, (std::vector<bool>{true, false, false, false}));
+  EXPECT_EQ(late->opt->local_epoch(), 3);
+  (*ahead)->Shutdown();
 }
 
 TEST_F(OptimizerSwarm, APeerThatDiesMidEpochDoesNotStopTheOthers) {
