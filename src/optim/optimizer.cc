@@ -537,6 +537,13 @@ void OptimizerCore::ApplyAveragedGradients(OptimizerStepReport* report) {
 
 void OptimizerCore::ResyncIfOthersAveraged(const absl::Status& round) {
   if (round.ok() || absl::IsCancelled(round) || auxiliary() || local_updates()) return;
+  // A state comes whole from one donor (parameters and the inner optimizer's
+  // statistics), which may be Byzantine: a swarm that defends against those does not
+  // fetch one more often than a peer behind must; the next parameter round pulls
+  // this peer back robustly. (bench/poisoning.sh, noise, with the reload: the swarm
+  // lost 7-8 pp in 2 runs of 4; an honest peer that loads the Byzantine's state gets
+  // its Adam statistics too, second moments of noise.)
+  if (options_.aggregation.method == Aggregation::kCenteredClip) return;
   const GlobalProgress global = tracker_->global_progress();
   // Others that hold state: trainers, this peer not included.
   if (global.num_peers - global.num_clients -

@@ -13,9 +13,10 @@
 // trainers (it stepped alone and its parameters left the swarm's): it takes the
 // state of that epoch or a later one, waiting at most averaging_timeout, and trains
 // on with its own parameters if none comes (gradient averaging without delayed
-// updates; local updates and DiLoCo average parameters anyway). A peer behind whose
-// donors serve only an older state than the swarm's epoch takes it, moves to the
-// swarm's epoch, and looks for a newer state at the next epoch.
+// updates and with the mean; local updates and DiLoCo average parameters anyway, and
+// with CenteredClip a state from one possibly Byzantine donor is not worth the risk). A
+// peer behind whose donors serve only an older state than the swarm's epoch takes it,
+// moves to the swarm's epoch, and looks for a newer state at the next epoch.
 //
 // A single-process loop becomes a swarm loop by changing the optimizer:
 //
