@@ -62,6 +62,10 @@ ABSL_FLAG(std::string, step_log, "",
 ABSL_FLAG(std::string, stop_epoch_file, "",
           "If this file exists, it holds the epoch to stop at instead of --epochs "
           "(read at every epoch and progress line).");
+ABSL_FLAG(double, finish_window_s, 0,
+          "At the stop epoch, wait this long so that all peers end with the same "
+          "parameters: a peer whose last round failed loads the others' state, the "
+          "others serve theirs meanwhile (DecentralizedOptimizer::Finish; 0: no wait).");
 ABSL_FLAG(std::string, checkpoint_out, "",
           "Save a checkpoint (parameters, optimizer state, epoch) here on exit.");
 ABSL_FLAG(double, averaging_timeout, 30.0,
@@ -387,6 +391,14 @@ int Run() {
     if (absl::Now() >= next_report) {
       PrintProgress(name, **opt, loss_ema);
       next_report = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_report_every));
+    }
+  }
+  const double finish_window = absl::GetFlag(FLAGS_finish_window_s);
+  if (finish_window > 0 && !g_stop && (*opt)->local_epoch() >= stop_epoch) {
+    absl::Status finished = (*opt)->Finish(absl::Seconds(finish_window));
+    if (!finished.ok()) {
+      std::fprintf(stderr, "[%s] run end: %s\n", name.c_str(),
+                   finished.ToString().c_str());
     }
   }
   if (options.mode != hivemind::MemberMode::kAuxiliary) {

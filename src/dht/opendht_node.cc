@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <future>
 #include <map>
 #include <optional>
@@ -44,17 +45,38 @@ std::string KeyId(const dht::InfoHash& hash) {
   return std::string(reinterpret_cast<const char*>(hash.data()), hash.size());
 }
 
+// 16 random bytes.
+std::string RandomSalt() {
+  std::random_device device;
+  std::string salt;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t word = device();
+    salt.append(reinterpret_cast<const char*>(&word), sizeof(word));
+  }
+  return salt;
+}
+
 absl::string_view DataOf(const dht::Value& v) {
   return absl::string_view(reinterpret_cast<const char*>(v.data.data()), v.data.size());
 }
 
-// Storing nodes (every node registers the types below with this policy) keep only
+// Storing nodes (every node registers the types below with these policies) keep only
 // records that verify for the key they are stored under: garbage of these types is
 // dropped where it lands, not just by every reader.
 bool MayStore(dht::InfoHash key, std::shared_ptr<dht::Value>& value,
               const dht::InfoHash& from, const dht::SockAddr& addr) {
   return dht::ValueType::DEFAULT_STORE_POLICY(key, value, from, addr) &&
          internal::ReadDhtRecord(KeyId(key), DataOf(*value)).ok();
+}
+
+// ...and let a record replace the one under the same value id only if it verifies,
+// is by the same writer for the same subkey, and is newer (what Replace relies on).
+bool MayEdit(dht::InfoHash key, const std::shared_ptr<dht::Value>& current,
+             std::shared_ptr<dht::Value>& replacement, const dht::InfoHash&,
+             const dht::SockAddr&) {
+  return replacement->size() <= dht::MAX_VALUE_SIZE &&
+         internal::MayReplaceDhtRecord(KeyId(key), DataOf(*current),
+                                       DataOf(*replacement));
 }
 
 // The type for a record valid for `lifetime` (0, plain data, beyond the longest).
@@ -120,7 +142,7 @@ class OpenDhtNode::Impl {
     for (const LifetimeType& type : kLifetimeTypes) {
       runner_.registerType(dht::ValueType(
           type.id, absl::StrCat("hivemind-", absl::ToInt64Seconds(type.expiration), "s"),
-          absl::ToChronoSeconds(type.expiration), MayStore));
+          absl::ToChronoSeconds(type.expiration), MayStore, MayEdit));
     }
     running_ = true;
     address_ = absl::StrCat(host, ":", runner_.getBoundPort(AF_INET));
@@ -171,9 +193,11 @@ class OpenDhtNode::Impl {
     return absl::StrCat(options_.run_id, "/", key);
   }
 
+  // Store and Replace (`replace`: the value id is this node's for (key, writer,
+  // subkey), so storing nodes take the record as an edit of the previous one).
   absl::Status Store(absl::string_view key, absl::string_view subkey,
                      absl::string_view value, absl::Time expiration,
-                     absl::Duration timeout, const KeyPair* signer) {
+                     absl::Duration timeout, const KeyPair* signer, bool replace) {
     if (!running_) return absl::CancelledError("DHT node shut down");
     if (signer == nullptr) signer = &options_.identity;
     const absl::Time now = absl::Now();
@@ -193,6 +217,10 @@ class OpenDhtNode::Impl {
     auto v = std::make_shared<dht::Value>(reinterpret_cast<const uint8_t*>(data->data()),
                                           data->size());
     v->type = TypeFor(expiration - now);
+    if (replace) {
+      v->id = ValueId(hash, record.writer, record.subkey);
+      v->seq = static_cast<uint16_t>(next_seq_.fetch_add(1));
+    }
     auto promise = std::make_shared<std::promise<bool>>();
     std::future<bool> stored = promise->get_future();
     runner_.put(hash, v, [promise](bool ok) { promise->set_value(ok); });
@@ -325,6 +353,18 @@ class OpenDhtNode::Impl {
     return absl::OkStatus();
   }
 
+  // The value id of this node's records of `writer` for `subkey` under `hash`: one
+  // per (key, writer, subkey), salted per process so no one can predict it and put
+  // something of another type under it first.
+  dht::Value::Id ValueId(const dht::InfoHash& hash, absl::string_view writer,
+                         absl::string_view subkey) const {
+    const dht::InfoHash h =
+        dht::InfoHash::get(absl::StrCat(id_salt_, KeyId(hash), writer, "/", subkey));
+    dht::Value::Id id = 0;
+    std::memcpy(&id, h.data(), sizeof(id));
+    return id == dht::Value::INVALID_ID ? 1 : id;
+  }
+
   // The record in an OpenDHT value found under `full_key` (of hash `hash`), if it
   // parses and is signed by its writer for that key. Anything else is dropped and
   // counted: any node can put any bytes under any key.
@@ -345,6 +385,8 @@ class OpenDhtNode::Impl {
   std::atomic<bool> running_{false};
   std::string address_;
   std::atomic<uint64_t> rejected_{0};
+  std::atomic<uint32_t> next_seq_{1};
+  const std::string id_salt_ = RandomSalt();
   internal::Mutex mu_;
   absl::Time last_reconnect_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::map<uint64_t, std::pair<dht::InfoHash, size_t>> listens_ ABSL_GUARDED_BY(mu_);
@@ -373,7 +415,13 @@ const PeerId& OpenDhtNode::id() const { return impl_->id(); }
 absl::Status OpenDhtNode::Store(absl::string_view key, absl::string_view subkey,
                                 absl::string_view value, absl::Time expiration,
                                 absl::Duration timeout, const KeyPair* signer) {
-  return impl_->Store(key, subkey, value, expiration, timeout, signer);
+  return impl_->Store(key, subkey, value, expiration, timeout, signer, /*replace=*/false);
+}
+
+absl::Status OpenDhtNode::Replace(absl::string_view key, absl::string_view subkey,
+                                  absl::string_view value, absl::Time expiration,
+                                  absl::Duration timeout, const KeyPair* signer) {
+  return impl_->Store(key, subkey, value, expiration, timeout, signer, /*replace=*/true);
 }
 
 absl::StatusOr<std::vector<DhtRecord>> OpenDhtNode::Get(absl::string_view key,

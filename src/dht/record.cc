@@ -100,5 +100,15 @@ absl::StatusOr<DhtRecord> ReadDhtRecord(absl::string_view key_id,
   return std::move(parsed.record);
 }
 
+bool MayReplaceDhtRecord(absl::string_view key_id, absl::string_view current,
+                         absl::string_view replacement) {
+  absl::StatusOr<DhtRecord> next = ReadDhtRecord(key_id, replacement);
+  if (!next.ok()) return false;
+  absl::StatusOr<DhtRecord> previous = ReadDhtRecord(key_id, current);
+  if (!previous.ok()) return true;
+  return previous->writer == next->writer && previous->subkey == next->subkey &&
+         previous->stored_at < next->stored_at;
+}
+
 }  // namespace internal
 }  // namespace hivemind

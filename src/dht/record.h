@@ -54,6 +54,13 @@ absl::StatusOr<SignedDhtRecord> ParseDhtRecord(absl::string_view data);
 // key and fields.
 absl::StatusOr<DhtRecord> ReadDhtRecord(absl::string_view key_id, absl::string_view data);
 
+// Whether a node that holds `current` under some value id may replace it by
+// `replacement`, both stored under the key `key_id`: only by a record that verifies,
+// by the same writer for the same subkey, stored later (no forgery, no rollback to
+// an older record). Anything that verifies may replace bytes that do not.
+bool MayReplaceDhtRecord(absl::string_view key_id, absl::string_view current,
+                         absl::string_view replacement);
+
 }  // namespace internal
 }  // namespace hivemind
 

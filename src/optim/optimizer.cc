@@ -57,6 +57,7 @@ class OptimizerCore {
   GlobalProgress global_progress() const { return tracker_->global_progress(); }
   InnerOptimizer& inner() { return *inner_; }
   const PeerId& id() const { return state_averager_->endpoint()->id(); }
+  absl::Status Finish(absl::Duration window);
   void Shutdown();
 
  private:
@@ -131,9 +132,13 @@ class OptimizerCore {
   // Set when a round of this peer failed while the swarm had others to average
   // with: its parameters now differ from theirs, and its next step loads the state.
   bool resync_ = false;
+  // Whether a round of the last epoch failed while others were there.
+  bool last_epoch_failed_ = false;
   // After a round that failed while others were there, asks the next step to load
   // the swarm's state (see Step).
   void ResyncIfOthersAveraged(const absl::Status& round);
+  // Whether the tracker sees trainers besides this peer.
+  bool OthersTrain() const;
   double loss_sum_ = 0.0;
   int64_t loss_count_ = 0;
   std::vector<float> anchor_;    // DiLoCo: parameters at the start of the epoch
@@ -465,6 +470,7 @@ absl::Status OptimizerCore::FinishAveraging(DecentralizedAverager& averager,
 
 void OptimizerCore::EndEpoch(OptimizerStepReport* report) {
   report->epoch_advanced = true;
+  last_epoch_failed_ = false;
   if (options_.diloco_outer_lr > 0.0) {
     ApplyDiLoCo(report);
   } else if (options_.delay_updates && !local_updates()) {
@@ -544,14 +550,30 @@ void OptimizerCore::ResyncIfOthersAveraged(const absl::Status& round) {
   // lost 7-8 pp in 2 runs of 4; an honest peer that loads the Byzantine's state gets
   // its Adam statistics too, second moments of noise.)
   if (options_.aggregation.method == Aggregation::kCenteredClip) return;
+  if (!OthersTrain()) return;
+  resync_ = true;
+  last_epoch_failed_ = true;
+}
+
+bool OptimizerCore::OthersTrain() const {
   const GlobalProgress global = tracker_->global_progress();
   // Others that hold state: trainers, this peer not included.
-  if (global.num_peers - global.num_clients -
-          (options_.mode == MemberMode::kClient ? 0 : 1) <
-      1) {
-    return;
+  return global.num_peers - global.num_clients -
+             (options_.mode == MemberMode::kClient ? 0 : 1) >=
+         1;
+}
+
+absl::Status OptimizerCore::Finish(absl::Duration window) {
+  const absl::Time end = absl::Now() + window;
+  absl::Status status = absl::OkStatus();
+  if (last_epoch_failed_ && !auxiliary()) {
+    status = LoadStateFromPeers(window, local_epoch_);
+    std::fprintf(stderr, "[hivemind] run end: the last epoch's round failed; %s\n",
+                 status.ok() ? "loaded the swarm's state" : status.ToString().c_str());
   }
-  resync_ = true;
+  // Meanwhile the state server goes on serving this peer's state to stragglers.
+  absl::SleepFor(end - absl::Now());
+  return status;
 }
 
 void OptimizerCore::StartDelayedRound(OptimizerStepReport* report) {
@@ -883,6 +905,10 @@ GlobalProgress DecentralizedOptimizer::global_progress() const {
 }
 InnerOptimizer& DecentralizedOptimizer::inner() { return core_->inner(); }
 const PeerId& DecentralizedOptimizer::id() const { return core_->id(); }
+absl::Status DecentralizedOptimizer::Finish(absl::Duration window) {
+  return core_->Finish(window);
+}
+
 void DecentralizedOptimizer::Shutdown() { core_->Shutdown(); }
 
 }  // namespace hivemind

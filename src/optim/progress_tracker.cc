@@ -266,9 +266,11 @@ void ProgressTracker::Impl::PublishLoop() {
 
 void ProgressTracker::Impl::Publish(const PeerProgress& record, bool departed) {
   // A failed store is retried by the schedule: the keep-alive (or the next report)
-  // publishes again within metadata_expiration / 2.
-  dht_->Store(key_, record.peer_id, internal::EncodeProgressRecord(record, departed),
-              Now() + options_.metadata_expiration, options_.dht_timeout)
+  // publishes again within metadata_expiration / 2. Replace: a peer publishes up to
+  // twice a second, and every version would otherwise stay under the key for
+  // minutes (bench: 412 values after 80 s with 4 peers, one lookup 9 s).
+  dht_->Replace(key_, record.peer_id, internal::EncodeProgressRecord(record, departed),
+                Now() + options_.metadata_expiration, options_.dht_timeout)
       .IgnoreError();
 }
 

@@ -160,6 +160,9 @@ class Chaos:
                 "--average_state_every=%d" % self.a.average_state_every,
                 "--matchmaking_time=%g" % self.a.matchmaking_time,
                 "--averaging_timeout=%g" % self.a.averaging_timeout,
+                # A straggler's two failed rounds end 2 matchmaking times after the
+                # others' rounds; then it downloads their final state.
+                "--finish_window_s=%g" % (3 * self.a.matchmaking_time + 5),
                 "--progress_log=%s.progress.jsonl" % stem, "--step_log=%s.steps.jsonl" % stem,
                 "--stop_epoch_file=" + self.stop_file,
                 "--checkpoint_out=%s.ckpt" % os.path.join(self.out, "peer%d" % i)]

@@ -252,6 +252,37 @@ TEST_F(DhtSwarm, ForgedRecordsAreIgnoredByGetAndListen) {
   for (const std::string& h : heard) EXPECT_EQ(h, victim + "=genuine");
 }
 
+TEST_F(DhtSwarm, ReplaceKeepsOneValuePerWriterAndSubkey) {
+  const KeyPair endpoint = Keys();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(
+        peers_[0]
+            ->Replace("ledger", "s", absl::StrCat("v", i), absl::Now() + absl::Minutes(1))
+            .ok());
+  }
+  ASSERT_TRUE(peers_[0]
+                  ->Replace("ledger", "t", "other subkey", absl::Now() + absl::Minutes(1))
+                  .ok());
+  ASSERT_TRUE(peers_[0]
+                  ->Replace("ledger", "s", "endpoint's", absl::Now() + absl::Minutes(1),
+                            absl::Seconds(10), &endpoint)
+                  .ok());
+  // The storing nodes took each replacement as an edit: one value per (writer,
+  // subkey), holding the last record.
+  RawNode reader(bootstrap_->address());
+  std::map<dht::Value::Id, std::vector<uint8_t>> values;
+  for (const auto& v : reader.GetValues("run/ledger")) values[v->id] = v->data;
+  EXPECT_EQ(values.size(), 3u);
+  auto records = peers_[1]->Get("ledger");
+  ASSERT_TRUE(records.ok()) << records.status();
+  std::map<std::string, std::string> latest;
+  for (const DhtRecord& r : *records) latest[r.subkey + "@" + r.writer] = r.value;
+  EXPECT_EQ(latest.size(), 3u);
+  EXPECT_EQ(latest["s@" + peers_[0]->id()], "v9");
+  EXPECT_EQ(latest["t@" + peers_[0]->id()], "other subkey");
+  EXPECT_EQ(latest["s@" + endpoint.public_key], "endpoint's");
+}
+
 TEST_F(DhtSwarm, StoringNodesDropForgedRecordsOfTheRecordTypes) {
   std::vector<uint8_t> genuine;
   {

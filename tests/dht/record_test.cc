@@ -137,6 +137,34 @@ TEST(DhtRecord, MalformedRecordsAreDataLoss) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST(DhtRecord, OnlyANewerRecordOfTheSameWriterAndSubkeyMayReplaceOne) {
+  const KeyPair writer = Keys();
+  const KeyPair attacker = Keys();
+  const DhtRecord old_record = Sample(writer);
+  DhtRecord newer = old_record;
+  newer.value = "newer";
+  newer.stored_at += absl::Microseconds(1);
+  const std::string current = Signed(old_record, writer);
+  EXPECT_TRUE(MayReplaceDhtRecord(kKey, current, Signed(newer, writer)));
+  // Not the same record again, nor an older one (a replay rolling the writer back).
+  EXPECT_FALSE(MayReplaceDhtRecord(kKey, current, current));
+  EXPECT_FALSE(MayReplaceDhtRecord(kKey, Signed(newer, writer), current));
+  // Not another subkey of the writer, nor another writer's record.
+  DhtRecord other_subkey = newer;
+  other_subkey.subkey = "other";
+  EXPECT_FALSE(MayReplaceDhtRecord(kKey, current, Signed(other_subkey, writer)));
+  DhtRecord attackers = newer;
+  attackers.writer = attacker.public_key;
+  EXPECT_FALSE(MayReplaceDhtRecord(kKey, current, Signed(attackers, attacker)));
+  // Not a forgery in the writer's name, nor a record signed for another key.
+  SignedDhtRecord forged{newer, *Sign(attacker, DhtRecordSigningMessage(kKey, newer))};
+  EXPECT_FALSE(MayReplaceDhtRecord(kKey, current, EncodeDhtRecord(forged)));
+  EXPECT_FALSE(MayReplaceDhtRecord(kKey, current, Signed(newer, writer, "run/other")));
+  EXPECT_FALSE(MayReplaceDhtRecord(kKey, current, "garbage"));
+  // Bytes that are no valid record give way to any record that is.
+  EXPECT_TRUE(MayReplaceDhtRecord(kKey, "garbage", Signed(Sample(attacker), attacker)));
+}
+
 }  // namespace
 }  // namespace internal
 }  // namespace hivemind

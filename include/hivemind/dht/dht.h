@@ -65,6 +65,20 @@ class HIVEMIND_EXPORT Dht {
                              absl::Duration timeout = absl::Seconds(10),
                              const KeyPair* signer = nullptr) = 0;
 
+  // As Store, but the record takes the place of this writer's previous record for
+  // (key, subkey) in the DHT's storage where the implementation can (OpenDhtNode:
+  // in place on the storing nodes), instead of sitting beside it until it expires:
+  // for a record stored again and again (progress, every second or so), whose key
+  // would otherwise carry every version of the last minutes to every lookup.
+  // Listeners may not hear a replacement (OpenDHT's do not): use it for keys that
+  // are read with Get. Default: Store.
+  virtual absl::Status Replace(absl::string_view key, absl::string_view subkey,
+                               absl::string_view value, absl::Time expiration,
+                               absl::Duration timeout = absl::Seconds(10),
+                               const KeyPair* signer = nullptr) {
+    return Store(key, subkey, value, expiration, timeout, signer);
+  }
+
   // Returns the unexpired, correctly signed records under `key`: the newest per
   // (writer, subkey), in no particular order (possibly none). Waits for the lookup to
   // finish or `timeout` to pass (then returns what arrived). kCancelled after shutdown.

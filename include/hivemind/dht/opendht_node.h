@@ -64,6 +64,10 @@ class HIVEMIND_EXPORT OpenDhtNode : public Dht {
                      absl::string_view value, absl::Time expiration,
                      absl::Duration timeout = absl::Seconds(10),
                      const KeyPair* signer = nullptr) override;
+  absl::Status Replace(absl::string_view key, absl::string_view subkey,
+                       absl::string_view value, absl::Time expiration,
+                       absl::Duration timeout = absl::Seconds(10),
+                       const KeyPair* signer = nullptr) override;
   absl::StatusOr<std::vector<DhtRecord>> Get(
       absl::string_view key, absl::Duration timeout = absl::Seconds(10)) override;
   absl::StatusOr<uint64_t> Listen(absl::string_view key,

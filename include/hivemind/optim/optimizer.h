@@ -260,6 +260,15 @@ class HIVEMIND_EXPORT DecentralizedOptimizer {
   // This peer's id (the id of its parameter averager's endpoint).
   const PeerId& id() const;
 
+  // Ends a run that every peer stops at the same epoch, so that all end with the
+  // same parameters: a peer whose last epoch's rounds failed while others were
+  // there (it stepped alone) downloads the state of its epoch from them, within
+  // `window`; every other peer keeps serving its state for `window` after the call,
+  // for those. Pass at least twice the matchmaking time plus a download's time (a
+  // straggler's failed rounds end that much after the others'). kNotFound or
+  // kDeadlineExceeded when a straggler found no donor; OK otherwise.
+  absl::Status Finish(absl::Duration window);
+
   // Stops averaging, serving and tracking and joins every thread. Idempotent.
   void Shutdown();
 
