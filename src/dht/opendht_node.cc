@@ -72,9 +72,9 @@ bool MayStore(dht::InfoHash key, std::shared_ptr<dht::Value>& value,
 // ...and let a record replace the one under the same value id only if it verifies,
 // is by the same writer for the same subkey, and is newer (what Replace relies on).
 bool MayEdit(dht::InfoHash key, const std::shared_ptr<dht::Value>& current,
-             std::shared_ptr<dht::Value>& replacement, const dht::InfoHash&,
-             const dht::SockAddr&) {
-  return replacement->size() <= dht::MAX_VALUE_SIZE &&
+             std::shared_ptr<dht::Value>& replacement, const dht::InfoHash& from,
+             const dht::SockAddr& addr) {
+  return dht::ValueType::DEFAULT_STORE_POLICY(key, replacement, from, addr) &&
          internal::MayReplaceDhtRecord(KeyId(key), DataOf(*current),
                                        DataOf(*replacement));
 }

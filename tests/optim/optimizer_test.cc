@@ -91,21 +91,26 @@ class OptimizerSwarm : public ::testing::Test {
     return peers_.back().get();
   }
 
+  // One step of `peer` on a batch of 16 synthetic samples (on `device`), drawn from
+  // the calling thread's torch generator.
+  static absl::StatusOr<OptimizerStepReport> StepOnSyntheticBatch(
+      Peer* peer, torch::Device device = torch::kCPU) {
+    const torch::Tensor w = torch::ones({8, 2}, device);
+    torch::Tensor x = torch::randn({16, 8}, device);
+    peer->opt->ZeroGrad();
+    torch::Tensor loss = torch::mse_loss(peer->model->forward(x), torch::matmul(x, w));
+    loss.backward();
+    return peer->opt->Step(16, loss.item<double>());
+  }
+
   // Trains `peer` on its own synthetic data (on `device`) in a thread until `epochs`
   // or stop.
   static void Train(Peer* peer, int64_t epochs, uint64_t seed,
                     torch::Device device = torch::kCPU) {
     peer->thread = std::thread([peer, epochs, seed, device] {
       torch::manual_seed(seed);
-      const torch::Tensor w = torch::ones({8, 2}, device);
       while (!peer->stop && peer->opt->local_epoch() < epochs) {
-        torch::Tensor x = torch::randn({16, 8}, device);
-        torch::Tensor y = torch::matmul(x, w);
-        peer->opt->ZeroGrad();
-        torch::Tensor loss = torch::mse_loss(peer->model->forward(x), y);
-        loss.backward();
-        absl::StatusOr<OptimizerStepReport> report =
-            peer->opt->Step(16, loss.item<double>());
+        absl::StatusOr<OptimizerStepReport> report = StepOnSyntheticBatch(peer, device);
         if (!report.ok()) {
           ADD_FAILURE() << report.status();
           return;
@@ -113,6 +118,14 @@ class OptimizerSwarm : public ::testing::Test {
         absl::SleepFor(absl::Milliseconds(20));
       }
     });
+  }
+
+  // Trains `peers` together (seeds first_seed, first_seed + 1, ...) until `epochs`,
+  // and waits for them.
+  static void TrainTogether(const std::vector<Peer*>& peers, int64_t epochs,
+                            uint64_t first_seed) {
+    for (size_t i = 0; i < peers.size(); ++i) Train(peers[i], epochs, first_seed + i);
+    for (Peer* p : peers) p->thread.join();
   }
 
   std::unique_ptr<OpenDhtNode> bootstrap_;
@@ -196,10 +209,7 @@ TEST_F(OptimizerSwarm, ALatePeerLoadsTheStateAndJoinsAtTheSwarmsEpoch) {
   compressed.state_load_zstd_level = 3;  // a donor serving a compressed state
   Peer* a = AddPeer(1, compressed);
   Peer* b = AddPeer(2);
-  Train(a, 2, 11);
-  Train(b, 2, 12);
-  a->thread.join();
-  b->thread.join();
+  TrainTogether({a, b}, 2, 11);
   ASSERT_EQ(a->opt->local_epoch(), 2);
   const std::vector<float> swarm = Flat(a->model);
   Peer* late = AddPeer(99);
@@ -209,20 +219,14 @@ TEST_F(OptimizerSwarm, ALatePeerLoadsTheStateAndJoinsAtTheSwarmsEpoch) {
   EXPECT_EQ(late->opt->local_epoch(), 2);
   EXPECT_EQ(Flat(late->model), swarm);
   // Its first step, had it been behind, would also have loaded: train on together.
-  Train(a, 3, 13);
-  Train(b, 3, 14);
-  Train(late, 3, 15);
-  for (Peer* p : {a, b, late}) p->thread.join();
+  TrainTogether({a, b, late}, 3, 13);
   for (Peer* p : {a, b, late}) EXPECT_EQ(p->opt->local_epoch(), 3);
 }
 
 TEST_F(OptimizerSwarm, APeerThatMissedARoundLoadsTheStateAtItsNextStep) {
   Peer* a = AddPeer(1);
   Peer* b = AddPeer(2);
-  Train(a, 2, 11);
-  Train(b, 2, 12);
-  a->thread.join();
-  b->thread.join();
+  TrainTogether({a, b}, 2, 11);
   ASSERT_EQ(Flat(a->model), Flat(b->model));
   const std::vector<float> swarm = Flat(a->model);
   // A peer that never finds a group big enough: its round fails while a and b are
@@ -234,14 +238,10 @@ TEST_F(OptimizerSwarm, APeerThatMissedARoundLoadsTheStateAtItsNextStep) {
   ASSERT_TRUE(c->opt->LoadStateFromPeers().ok());
   ASSERT_EQ(Flat(c->model), swarm);
   torch::manual_seed(5);
-  const torch::Tensor w = torch::ones({8, 2});
   bool stepped_alone = false;
   std::optional<OptimizerStepReport> after;
   for (int i = 0; i < 40 && !after; ++i) {
-    torch::Tensor x = torch::randn({16, 8});
-    c->opt->ZeroGrad();
-    torch::mse_loss(c->model->forward(x), torch::matmul(x, w)).backward();
-    absl::StatusOr<OptimizerStepReport> report = c->opt->Step(16);
+    absl::StatusOr<OptimizerStepReport> report = StepOnSyntheticBatch(c);
     ASSERT_TRUE(report.ok()) << report.status();
     if (stepped_alone) {
       after = *report;
@@ -261,10 +261,7 @@ TEST_F(OptimizerSwarm, APeerThatMissedARoundLoadsTheStateAtItsNextStep) {
 TEST_F(OptimizerSwarm, APeerBehindWithOnlyAnOlderStateTrainsOnInsteadOfReloading) {
   Peer* a = AddPeer(1);
   Peer* b = AddPeer(2);
-  Train(a, 2, 11);
-  Train(b, 2, 12);
-  a->thread.join();
-  b->thread.join();
+  TrainTogether({a, b}, 2, 11);
   const std::vector<float> swarm = Flat(a->model);
   // Someone reports epoch 3, but every donor serves epoch 2.
   DhtOptions d;
@@ -284,13 +281,9 @@ TEST_F(OptimizerSwarm, APeerBehindWithOnlyAnOlderStateTrainsOnInsteadOfReloading
   }
   ASSERT_EQ(late->opt->global_progress().epoch, 3u);
   torch::manual_seed(7);
-  const torch::Tensor w = torch::ones({8, 2});
   std::vector<bool> loaded;
   for (int i = 0; i < 4; ++i) {
-    torch::Tensor x = torch::randn({16, 8});
-    late->opt->ZeroGrad();
-    torch::mse_loss(late->model->forward(x), torch::matmul(x, w)).backward();
-    absl::StatusOr<OptimizerStepReport> report = late->opt->Step(16);
+    absl::StatusOr<OptimizerStepReport> report = StepOnSyntheticBatch(late);
     ASSERT_TRUE(report.ok()) << report.status();
     loaded.push_back(report->loaded_state);
     if (i == 0) {
@@ -338,10 +331,7 @@ TEST_F(OptimizerSwarm, ClientAndAuxiliaryPeersTakePart) {
       if (!report.ok()) ADD_FAILURE() << report.status();
     }
   });
-  Train(a, 6, 21);
-  Train(c, 6, 22);
-  a->thread.join();
-  c->thread.join();
+  TrainTogether({a, c}, 6, 21);
   x->stop = true;
   x->thread.join();
   EXPECT_EQ(a->opt->local_epoch(), 6);
