@@ -29,16 +29,20 @@ std::vector<double> EffectiveBandwidths(const std::vector<GroupMember>& members)
 std::vector<double> WaterFill(const std::vector<double>& bw,
                               const std::vector<bool>& reduces) {
   const double n = static_cast<double>(bw.size());
+  auto fraction = [&](size_t i, double xi) {
+    return reduces[i] ? std::max(0.0, (xi * bw[i] - 1.0) / (n - 2.0)) : 0.0;
+  };
   auto fractions = [&](double xi) {
-    std::vector<double> w(bw.size(), 0.0);
-    for (size_t i = 0; i < bw.size(); ++i) {
-      if (reduces[i]) w[i] = std::max(0.0, (xi * bw[i] - 1.0) / (n - 2.0));
-    }
+    std::vector<double> w(bw.size());
+    for (size_t i = 0; i < bw.size(); ++i) w[i] = fraction(i, xi);
     return w;
   };
+  // Summed without a vector per step (gcc 13 also misreads that one's free as
+  // -Wfree-nonheap-object).
   auto total = [&](double xi) {
-    const std::vector<double> w = fractions(xi);
-    return std::accumulate(w.begin(), w.end(), 0.0);
+    double sum = 0.0;
+    for (size_t i = 0; i < bw.size(); ++i) sum += fraction(i, xi);
+    return sum;
   };
   double lo = 0.0, hi = 1.0;
   while (total(hi) < 1.0) hi *= 2.0;

@@ -16,6 +16,8 @@
 #include <numeric>
 #include <optional>
 #include <sstream>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -154,6 +156,20 @@ std::string ShortId(const PeerId& id) { return id.substr(0, 8); }
 
 // Downloads tried in a row when the donors' state changes mid-download.
 constexpr int kLoadAttempts = 3;
+
+// The inner optimizer's state of parameter `p`. libtorch keys it by the parameter's
+// TensorImpl: its address as text up to 1.13 (Debian's), the address itself in 2.x
+// (the CUDA builds of the GPU machines).
+template <typename StateMap>
+auto FindParamState(StateMap& state, const torch::Tensor& p) {
+  if constexpr (std::is_same_v<typename StateMap::key_type, std::string>) {
+    std::ostringstream key;
+    key << static_cast<const void*>(p.unsafeGetTensorImpl());
+    return state.find(key.str());
+  } else {
+    return state.find(p.unsafeGetTensorImpl());
+  }
+}
 
 // A host view of `numel` floats at `data` (no copy, not owned).
 torch::Tensor HostView(float* data, int64_t numel) {
@@ -816,8 +832,7 @@ class TorchInnerOptimizer : public InnerOptimizer {
     };
     for (const torch::optim::OptimizerParamGroup& group : optimizer_->param_groups()) {
       for (const torch::Tensor& p : group.params()) {
-        // libtorch keys the state by the parameter's TensorImpl address, as text.
-        auto it = optimizer_->state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+        auto it = FindParamState(optimizer_->state(), p);
         if (it == optimizer_->state().end()) continue;
         torch::optim::OptimizerParamState* state = it->second.get();
         if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state)) {
