@@ -11,7 +11,7 @@
 # as msgpack uses it, the files the build here read), their shared libraries and the
 # libraries those load (as ldd lists them for a test binary of build/, without glibc,
 # libstdc++ and CUDA), absl's and GTest's CMake packages, GTest's static libraries,
-# and pkg-config files (prefix @PREFIX@, set at unpack) without private requirements.
+# Google Benchmark, and pkg-config files (prefix @PREFIX@, set at unpack) without private requirements.
 # Needs build/ (./scripts/test.sh or cmake) for the ldd list and the boost file list.
 set -euo pipefail
 
@@ -31,7 +31,7 @@ mkdir -p "$usr/include" "$arch_lib/pkgconfig"
 # Headers: whole packages, plus the boost files that msgpack pulled into build/.
 packages=(libabsl-dev libsodium-dev libopendht-dev libgnutls28-dev zlib1g-dev
           libzstd-dev libzmq3-dev libxxhash-dev cppzmq-dev libgtest-dev libgmock-dev
-          libmsgpack-cxx-dev)
+          libmsgpack-cxx-dev libbenchmark-dev)
 for p in "${packages[@]}"; do
   dpkg -L "$p" | grep '^/usr/include/' | while read -r f; do
     [[ -f "$f" ]] && echo "$f"
@@ -62,10 +62,15 @@ for lib in /usr/lib/x86_64-linux-gnu/libabsl_*.so; do
   [[ "$soname" == "$target" ]] || ln -sf "$target" "$arch_lib/$soname"
   ln -sf "$target" "$arch_lib/$(basename "$lib")"
 done
-cp /usr/lib/x86_64-linux-gnu/libgtest*.a /usr/lib/x86_64-linux-gnu/libgmock*.a "$arch_lib/"
+cp /usr/lib/x86_64-linux-gnu/libgtest*.a /usr/lib/x86_64-linux-gnu/libgmock*.a \
+  /usr/lib/x86_64-linux-gnu/libbenchmark_main.a "$arch_lib/"
+bench="$(readlink -f /usr/lib/x86_64-linux-gnu/libbenchmark.so)"
+cp "$bench" "$arch_lib/"
+ln -sf "$(basename "$bench")" "$arch_lib/libbenchmark.so"
+ln -sf "$(basename "$bench")" "$arch_lib/$(objdump -p "$bench" | awk '/SONAME/ {print $2}')"
 mkdir -p "$arch_lib/cmake"
 cp -r /usr/lib/x86_64-linux-gnu/cmake/absl /usr/lib/x86_64-linux-gnu/cmake/GTest \
-  "$arch_lib/cmake/"
+  /usr/lib/x86_64-linux-gnu/cmake/benchmark "$arch_lib/cmake/"
 
 # pkg-config files with only what the build asks (their private requirements name
 # packages that are not in the bundle; the shared libraries carry their own needs).

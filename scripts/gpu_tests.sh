@@ -17,7 +17,7 @@
 # (a CUDA libtorch's share/cmake/Torch, for example the pip wheel's
 # `python3 -c 'import torch; print(torch.utils.cmake_prefix_path)'`/Torch; without it
 # torch is left out), GPU_TEST_FILTER (gtest filter of the optimizer's tests; default
-# '*Cuda*').
+# '*Cuda*'), GPU_BENCH_FLAGS (flags of bench/host_staging_bench).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,7 +31,7 @@ cuda_root="${CUDA_ROOT:-/usr/local/cuda}"
 
 flags=(-DHIVEMIND_WITH_NCCL=ON "-DCUDAToolkit_ROOT=${cuda_root}"
        "-DNCCL_ROOT=${NCCL_ROOT:-$cuda_root}"
-       -DHIVEMIND_BUILD_BENCHMARKS=OFF -DHIVEMIND_BUILD_EXAMPLES=OFF
+       -DHIVEMIND_BUILD_BENCHMARKS=ON -DHIVEMIND_BUILD_EXAMPLES=OFF
        -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
 prefix_path=()
 if [[ -n "${TORCH_DIR:-}" ]]; then
@@ -61,8 +61,9 @@ fi
 
 cmake -S . -B "$build" -G Ninja "${flags[@]}"
 targets=(nccl_local_reducer_test cpu_local_reducer_test local_process_test)
-# With a CUDA libtorch, also the optimizer's tests (CUDA parameters).
-[[ -n "${TORCH_DIR:-}" ]] && targets+=(optimizer_test)
+# With a CUDA libtorch, also the optimizer's tests (CUDA parameters), HostStaging's,
+# and the benchmark of host transfers.
+[[ -n "${TORCH_DIR:-}" ]] && targets+=(optimizer_test host_staging_test host_staging_bench)
 ninja -C "$build" "${targets[@]}"
 
 export LD_LIBRARY_PATH="${cuda_root}/lib64:${cuda_root}/lib:${NCCL_ROOT:-$cuda_root}/lib:${LD_LIBRARY_PATH:-}"
@@ -75,5 +76,7 @@ fi
 "$build/tests/local/cpu_local_reducer_test"
 "$build/tests/local/local_process_test"
 if [[ -n "${TORCH_DIR:-}" ]]; then
+  "$build/tests/optim/host_staging_test"
   "$build/tests/optim/optimizer_test" --gtest_filter="${GPU_TEST_FILTER:-*Cuda*}"
+  "$build/bench/host_staging_bench" ${GPU_BENCH_FLAGS:-}
 fi

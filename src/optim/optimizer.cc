@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "hivemind/averaging/averager.h"
 #include "hivemind/averaging/state_sharing.h"
+#include "optim/host_staging.h"
 #include "util/status_macros.h"
 
 namespace hivemind {
@@ -40,7 +41,13 @@ class OptimizerCore {
         options_(std::move(options)) {
     for (const torch::Tensor& p : params_) sizes_.push_back(p.numel());
     for (size_t s : sizes_) total_ += s;
-    grad_acc_.assign(total_, 0.0f);
+    // Gradients of a model on a device (CUDA) are summed there: a step then costs a
+    // few kernels and one wait, and they reach host memory once an epoch.
+    if (!params_.empty() && !params_.front().device().is_cpu()) {
+      for (const torch::Tensor& p : params_) device_acc_.push_back(torch::zeros_like(p));
+    } else {
+      grad_acc_.assign(total_, 0.0f);
+    }
   }
   ~OptimizerCore() { Shutdown(); }
 
@@ -105,6 +112,7 @@ class OptimizerCore {
   void SetParameters(const std::vector<float>& flat);
   absl::StatusOr<PeerState> CurrentState() const;
   void InnerStep();
+  void ResetAccumulator();
   absl::Status ApplyState(const PeerState& state);
   void PublishState();
   void LogEpoch(const OptimizerStepReport& report);
@@ -125,7 +133,11 @@ class OptimizerCore {
   std::unique_ptr<DecentralizedAverager> stats_averager_;
   std::unique_ptr<StateServer> state_server_;  // null in client mode
 
-  std::vector<float> grad_acc_;  // sum over batches of gradient x batch size
+  // The sum over batches of gradient x batch size: in host memory, or for a model on
+  // a device, on that device (one tensor per parameter; grad_acc_ stays empty).
+  std::vector<float> grad_acc_;
+  std::vector<torch::Tensor> device_acc_;
+  mutable HostStaging staging_;  // host <-> device copies of params, grads, statistics
   int64_t samples_ = 0;
   int64_t local_epoch_ = 0;
   // The swarm epoch at which to try loading the state again after a failed
@@ -168,39 +180,6 @@ auto FindParamState(StateMap& state, const torch::Tensor& p) {
     return state.find(key.str());
   } else {
     return state.find(p.unsafeGetTensorImpl());
-  }
-}
-
-// A host view of `numel` floats at `data` (no copy, not owned).
-torch::Tensor HostView(float* data, int64_t numel) {
-  return torch::from_blob(data, {numel}, torch::TensorOptions().dtype(torch::kFloat));
-}
-
-// Copies tensors (float32, contiguous) into one flat host vector, and back. CPU
-// tensors are copied directly; tensors on a device (CUDA) go through torch's copy,
-// which moves them to and from the host (the averagers work on host memory).
-void Flatten(const std::vector<torch::Tensor>& tensors, float* out) {
-  for (const torch::Tensor& t : tensors) {
-    if (t.device().is_cpu()) {
-      std::memcpy(out, t.data_ptr<float>(),
-                  static_cast<size_t>(t.numel()) * sizeof(float));
-    } else {
-      HostView(out, t.numel()).copy_(t.reshape({-1}));
-    }
-    out += t.numel();
-  }
-}
-
-void Unflatten(const float* in, std::vector<torch::Tensor>& tensors) {
-  torch::NoGradGuard no_grad;
-  for (torch::Tensor& t : tensors) {
-    if (t.device().is_cpu()) {
-      std::memcpy(t.data_ptr<float>(), in,
-                  static_cast<size_t>(t.numel()) * sizeof(float));
-    } else {
-      t.view({-1}).copy_(HostView(const_cast<float*>(in), t.numel()));
-    }
-    in += t.numel();
   }
 }
 
@@ -417,13 +396,20 @@ absl::Status OptimizerCore::Accumulate(int64_t batch_size) {
     if (!g.defined()) g = torch::zeros_like(p);
     grads.push_back(g.contiguous());
   }
-  for (const torch::Tensor& g : grads) {
-    if (!torch::isfinite(g).all().item<bool>()) {
-      return absl::InvalidArgumentError("a gradient holds NaN or Inf; batch skipped");
-    }
+  // One check for all gradients: one wait for the device, not one per tensor.
+  std::vector<torch::Tensor> finite;
+  for (const torch::Tensor& g : grads) finite.push_back(torch::isfinite(g).all());
+  if (!torch::stack(finite).all().item<bool>()) {
+    return absl::InvalidArgumentError("a gradient holds NaN or Inf; batch skipped");
   }
   if (local_updates()) {
     InnerStep();
+  } else if (!device_acc_.empty()) {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      device_acc_[i].add_(grads[i].to(device_acc_[i].device()),
+                          static_cast<double>(batch_size));
+    }
   } else {
     const float scale = static_cast<float>(batch_size);
     float* acc = grad_acc_.data();
@@ -496,8 +482,7 @@ void OptimizerCore::EndEpoch(OptimizerStepReport* report) {
   } else {
     report->averaging_status = absl::OkStatus();
   }
-  std::fill(grad_acc_.begin(), grad_acc_.end(), 0.0f);
-  samples_ = 0;
+  ResetAccumulator();
   ++local_epoch_;
   const bool average_state =
       options_.use_local_updates || (options_.average_state_every > 0 &&
@@ -517,9 +502,21 @@ std::vector<float> OptimizerCore::MeanGradients() const {
   std::vector<float> grads(total_, 0.0f);
   if (samples_ > 0) {
     const float inv = 1.0f / static_cast<float>(samples_);
-    for (size_t i = 0; i < total_; ++i) grads[i] = grad_acc_[i] * inv;
+    if (!device_acc_.empty()) {
+      staging_.Download(device_acc_, grads.data());
+      for (float& g : grads) g *= inv;
+    } else {
+      for (size_t i = 0; i < total_; ++i) grads[i] = grad_acc_[i] * inv;
+    }
   }
   return grads;
+}
+
+void OptimizerCore::ResetAccumulator() {
+  std::fill(grad_acc_.begin(), grad_acc_.end(), 0.0f);
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor& t : device_acc_) t.zero_();
+  samples_ = 0;
 }
 
 void OptimizerCore::ApplyGradients(const std::vector<float>& grads) {
@@ -529,7 +526,7 @@ void OptimizerCore::ApplyGradients(const std::vector<float>& grads) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     targets.push_back(p.mutable_grad());
   }
-  Unflatten(grads.data(), targets);
+  staging_.Upload(grads.data(), targets);
   InnerStep();
 }
 
@@ -651,7 +648,7 @@ std::vector<torch::Tensor> OptimizerCore::StartStatistics(
   }
   if (stats_averager_->LockTensors().sizes() != sizes) return {};  // changed shape
   flat->resize(std::accumulate(sizes.begin(), sizes.end(), size_t{0}));
-  Flatten(stats, flat->data());
+  staging_.Download(stats, flat->data());
   step->emplace(StartAveraging(*stats_averager_, *flat, 1.0f));
   return stats;
 }
@@ -675,17 +672,17 @@ void OptimizerCore::AverageParameters() {
   int stats_group_size = 1;
   FinishAveraging(*stats_averager_, *stats_step, flat_stats, &stats_group_size)
       .IgnoreError();  // a failed round leaves the local statistics
-  if (stats_group_size > 1) Unflatten(flat_stats.data(), stats);
+  if (stats_group_size > 1) staging_.Upload(flat_stats.data(), stats);
 }
 
 std::vector<float> OptimizerCore::FlatParameters() const {
   std::vector<float> flat(total_);
-  Flatten(params_, flat.data());
+  staging_.Download(params_, flat.data());
   return flat;
 }
 
 void OptimizerCore::SetParameters(const std::vector<float>& flat) {
-  Unflatten(flat.data(), params_);
+  staging_.Upload(flat.data(), params_);
 }
 
 std::string OptimizerCore::Schema() const {
@@ -711,8 +708,7 @@ absl::Status OptimizerCore::ApplyState(const PeerState& state) {
   SetParameters(state.values);
   pending_.reset();
   local_epoch_ = state.epoch;
-  std::fill(grad_acc_.begin(), grad_acc_.end(), 0.0f);
-  samples_ = 0;
+  ResetAccumulator();
   if (!anchor_.empty()) anchor_ = state.values;
   tracker_->UpdateEpoch(static_cast<uint64_t>(local_epoch_));
   return absl::OkStatus();

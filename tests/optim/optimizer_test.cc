@@ -170,6 +170,31 @@ TEST_F(OptimizerSwarm, CudaParametersAverageThroughHostMemory) {
   EXPECT_TRUE(peers[0]->model->parameters()[0].is_cuda());
 }
 
+// A GPU peer (gradients summed on the device, host copies through pinned memory)
+// and a CPU peer in one swarm end with the same model.
+TEST_F(OptimizerSwarm, ACudaPeerAndACpuPeerTrainTogether) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "no CUDA device (torch::cuda::is_available() is false: a CPU-only "
+                    "libtorch, as Debian's, or no GPU); scripts/gpu_tests.sh runs this "
+                    "with a CUDA build of libtorch on a GPU machine";
+  }
+  OptimizerOptions options = Options();
+  options.target_group_size = 2;
+  Peer* gpu = AddPeer(1, options, torch::kCUDA);
+  Peer* cpu = AddPeer(2, options);
+  Train(gpu, 3, 11, torch::kCUDA);
+  Train(cpu, 3, 12);
+  gpu->thread.join();
+  cpu->thread.join();
+  EXPECT_EQ(gpu->opt->local_epoch(), 3);
+  EXPECT_EQ(cpu->opt->local_epoch(), 3);
+  EXPECT_GE(gpu->opt->stats().rounds_ok, 1);
+  const std::vector<float> a = Flat(gpu->model), b = Flat(cpu->model);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) ASSERT_NEAR(a[k], b[k], 1e-5) << k;
+  EXPECT_TRUE(gpu->model->parameters()[0].is_cuda());
+}
+
 TEST_F(OptimizerSwarm, LocalUpdatesAverageParametersAndOptimizerStatistics) {
   OptimizerOptions options = Options();
   options.use_local_updates = true;  // local steps: momentum buffers drift apart
