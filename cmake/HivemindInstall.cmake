@@ -6,6 +6,9 @@ set(hivemind_installed_targets hivemind)
 if(HIVEMIND_WITH_TORCH)
   list(APPEND hivemind_installed_targets hivemind_torch)
 endif()
+if(HIVEMIND_WITH_NCCL)
+  list(APPEND hivemind_installed_targets hivemind_nccl)
+endif()
 install(TARGETS ${hivemind_installed_targets} EXPORT hivemindTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
