@@ -3,12 +3,12 @@
 // CUDA libtorch; scripts/gpu_tests.sh runs it on a GPU machine.
 #include "optim/host_staging.h"
 
-#include <torch/cuda.h>
 #include <torch/types.h>
 
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/optim/cuda_skip.h"
 
 namespace hivemind {
 namespace internal {
@@ -45,11 +45,7 @@ TEST(HostStaging, CpuTensorsRoundTripWithoutPinnedMemory) {
 // Large enough that an upload not ordered before later work on the stream, or a
 // download not ordered after earlier work, would show.
 TEST(HostStaging, CudaTensorsGoThroughPinnedMemoryInStreamOrder) {
-  if (!torch::cuda::is_available()) {
-    GTEST_SKIP() << "no CUDA device (torch::cuda::is_available() is false: a CPU-only "
-                    "libtorch, as Debian's, or no GPU); scripts/gpu_tests.sh runs this "
-                    "with a CUDA build of libtorch on a GPU machine";
-  }
+  HIVEMIND_SKIP_WITHOUT_CUDA();
   torch::NoGradGuard no_grad;
   const int64_t n = 8 << 20;
   const auto on_gpu = torch::TensorOptions().dtype(torch::kFloat).device(torch::kCUDA);

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "hivemind/dht/opendht_node.h"
 #include "hivemind/optim/progress_tracker.h"
+#include "tests/optim/cuda_skip.h"
 
 namespace hivemind {
 namespace {
@@ -155,11 +156,7 @@ std::vector<float> Flat(const std::vector<torch::Tensor>& tensors) {
 }
 
 TEST_F(OptimizerSwarm, CudaParametersAverageThroughHostMemory) {
-  if (!torch::cuda::is_available()) {
-    GTEST_SKIP() << "no CUDA device (torch::cuda::is_available() is false: a CPU-only "
-                    "libtorch, as Debian's, or no GPU); scripts/gpu_tests.sh runs this "
-                    "with a CUDA build of libtorch on a GPU machine";
-  }
+  HIVEMIND_SKIP_WITHOUT_CUDA();
   OptimizerOptions options = Options();
   options.target_group_size = 2;
   std::vector<Peer*> peers = {AddPeer(1, options, torch::kCUDA),
@@ -173,11 +170,7 @@ TEST_F(OptimizerSwarm, CudaParametersAverageThroughHostMemory) {
 // A GPU peer (gradients summed on the device, host copies through pinned memory)
 // and a CPU peer in one swarm end with the same model.
 TEST_F(OptimizerSwarm, ACudaPeerAndACpuPeerTrainTogether) {
-  if (!torch::cuda::is_available()) {
-    GTEST_SKIP() << "no CUDA device (torch::cuda::is_available() is false: a CPU-only "
-                    "libtorch, as Debian's, or no GPU); scripts/gpu_tests.sh runs this "
-                    "with a CUDA build of libtorch on a GPU machine";
-  }
+  HIVEMIND_SKIP_WITHOUT_CUDA();
   OptimizerOptions options = Options();
   options.target_group_size = 2;
   Peer* gpu = AddPeer(1, options, torch::kCUDA);
