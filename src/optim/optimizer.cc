@@ -407,8 +407,7 @@ absl::Status OptimizerCore::Accumulate(int64_t batch_size) {
   } else if (!device_acc_.empty()) {
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < grads.size(); ++i) {
-      device_acc_[i].add_(grads[i].to(device_acc_[i].device()),
-                          static_cast<double>(batch_size));
+      device_acc_[i].add_(grads[i], static_cast<double>(batch_size));
     }
   } else {
     const float scale = static_cast<float>(batch_size);
