@@ -22,6 +22,7 @@
 // Rank 0 prints a summary; its last line is `ratio_vs_gloo=<median hivemind / median
 // gloo>` (mode both). Exits nonzero if any rank failed a round or a check.
 #include <sys/stat.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -90,6 +91,9 @@ ABSL_FLAG(bool, checksum, false, "hivemind: EndpointOptions::checksum_bodies.");
 ABSL_FLAG(bool, encrypt, true,
           "hivemind: EndpointOptions::encrypt (CURVE on every connection; Gloo sends "
           "plain text, so --noencrypt compares like with like on a trusted network).");
+ABSL_FLAG(bool, retain_freed_memory, true,
+          "Call hivemind::RetainFreedMemory() at start (glibc keeps freed memory, so "
+          "ZeroMQ's received messages do not fault in fresh pages every round).");
 ABSL_FLAG(bool, verbose, false, "Log every step and round to stderr.");
 
 namespace {
@@ -108,6 +112,13 @@ void Log(const char* format, ...) {
   va_end(args);
   std::fprintf(stderr, "rank %d +%.3fs %s\n", absl::GetFlag(FLAGS_rank),
                std::chrono::duration<double>(Clock::now() - kStart).count(), line);
+}
+
+// CPU time of every thread of this process (ZeroMQ's and Gloo's I/O threads too).
+double ProcessCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
 struct Config {
@@ -316,16 +327,20 @@ std::unique_ptr<GlooRound> MakeGlooRound(const std::string& name,
 
 // One timed Gloo round (sum, then divide: the mean, as hivemind computes), after a
 // barrier on the algorithm's own context.
+// `cpu` (may be null) receives the CPU time of the whole process in the round.
 double TimeGlooRound(const std::shared_ptr<gloo::Context>& context, GlooRound* round,
-                     const Config& cfg, std::vector<float>* data) {
+                     const Config& cfg, std::vector<float>* data, double* cpu = nullptr) {
   FillInputs(cfg.rank, data);
   Barrier(context);
   auto start = Clock::now();
+  const double cpu0 = ProcessCpuSeconds();
   round->Run();
   const float scale = 1.0f / cfg.peers;
   for (float& x : *data) x *= scale;
   double seconds = Seconds(Clock::now() - start);
-  Log("gloo: round %.4fs", seconds);
+  const double cpu_s = ProcessCpuSeconds() - cpu0;
+  Log("gloo: round %.4fs cpu=%.4fs", seconds, cpu_s);
+  if (cpu != nullptr) *cpu = cpu_s;
   return seconds;
 }
 
@@ -333,6 +348,7 @@ struct GlooResult {
   std::string algorithm;
   std::vector<std::pair<std::string, double>> trials;  // slowest rank's time
   std::vector<double> seconds;                         // this rank, per repeat
+  std::vector<double> cpu;  // this process's CPU time, per repeat
   double max_error = 0;
   uint32_t digest = 0;
 };
@@ -390,8 +406,10 @@ GlooResult RunGloo(const std::shared_ptr<gloo::Context>& control, const Config& 
   GlooResult result;
   GlooCandidate* chosen = ChooseGlooAlgorithm(control, cfg, data, all, &result);
   for (int k = 0; k < cfg.repeats; ++k) {
+    double cpu = 0;
     result.seconds.push_back(
-        TimeGlooRound(chosen->context, chosen->round.get(), cfg, data));
+        TimeGlooRound(chosen->context, chosen->round.get(), cfg, data, &cpu));
+    result.cpu.push_back(cpu);
   }
   result.max_error = MaxError(*data, cfg.peers, SampleIndices(data->size(), cfg.peers));
   result.digest = Digest(*data);
@@ -438,6 +456,7 @@ struct HivemindResult {
   uint64_t bytes_sent = 0;      // last round's report
   double encode_s = 0;          // medians over repeats, this rank
   double reduce_s = 0;
+  double cpu_s = 0;  // this process's CPU time in a round, median
   double max_error = 0;
   uint32_t digest = 0;
   int failures = 0;  // rounds that failed or averaged only part of the vector
@@ -502,7 +521,7 @@ class HivemindBench {
 
   HivemindResult Run(std::vector<float>* data) {
     HivemindResult result;
-    std::vector<double> encode, reduce;
+    std::vector<double> encode, reduce, cpu;
     for (int k = 0; k < cfg_.warmup + cfg_.repeats; ++k) {
       bool timed = k >= cfg_.warmup;
       std::string round = timed ? "repeat" + std::to_string(k - cfg_.warmup)
@@ -510,13 +529,16 @@ class HivemindBench {
       FillInputs(cfg_.rank, data);
       Barrier(context_);
       auto start = Clock::now();
+      const double cpu0 = ProcessCpuSeconds();
       auto report =
           reducer_->Run(Group(round), cfg_.rank, absl::MakeSpan(*data), Options());
       double seconds = Seconds(Clock::now() - start);
-      Log("hivemind: %s %.4fs", round.c_str(), seconds);
+      const double cpu_s = ProcessCpuSeconds() - cpu0;
+      Log("hivemind: %s %.4fs cpu=%.4fs", round.c_str(), seconds, cpu_s);
       if (!CheckReport(cfg_, round, report)) ++result.failures;
       if (!timed) continue;
       result.seconds.push_back(seconds);
+      cpu.push_back(cpu_s);
       if (report.ok()) {
         result.bytes_sent = report->bytes_sent;
         encode.push_back(absl::ToDoubleSeconds(report->encode_time));
@@ -525,6 +547,7 @@ class HivemindBench {
     }
     result.encode_s = Median(encode);
     result.reduce_s = Median(reduce);
+    result.cpu_s = Median(cpu);
     result.max_error =
         MaxError(*data, cfg_.peers, SampleIndices(data->size(), cfg_.peers));
     result.digest = Digest(*data);
@@ -567,6 +590,8 @@ class HivemindBench {
 struct Summary {
   double hivemind_median = NAN;
   double gloo_median = NAN;
+  double hivemind_cpu = NAN;  // CPU seconds per rank per round (mean of medians)
+  double gloo_cpu = NAN;
   bool failed = false;
 };
 
@@ -584,17 +609,19 @@ bool AllEqual(const std::vector<std::vector<double>>& all, size_t field) {
 }
 
 // Gathers hivemind's per-rank figures; rank 0 prints them. Layout of a rank's row:
-// repeats times, then bytes_sent, max_error, digest, failures, encode_s, reduce_s.
+// repeats times, then bytes_sent, max_error, digest, failures, encode_s, reduce_s,
+// cpu_s.
 void ReportHivemind(const std::shared_ptr<gloo::Context>& context, const Config& cfg,
                     const HivemindResult& h, Summary* summary) {
   std::vector<double> row = h.seconds;
   row.resize(cfg.repeats, NAN);
   const size_t f = cfg.repeats;
   row.insert(row.end(), {double(h.bytes_sent), h.max_error, double(h.digest),
-                         double(h.failures), h.encode_s, h.reduce_s});
+                         double(h.failures), h.encode_s, h.reduce_s, h.cpu_s});
   auto all = GatherAll(context, row);
-  double max_bytes = 0, min_bytes = INFINITY, max_error = 0, failures = 0;
+  double max_bytes = 0, min_bytes = INFINITY, max_error = 0, failures = 0, cpu = 0;
   for (const auto& r : all) {
+    cpu += r[f + 6] / all.size();
     max_bytes = std::max(max_bytes, r[f]);
     min_bytes = std::min(min_bytes, r[f]);
     max_error = MaxOrNan(max_error, r[f + 1]);
@@ -606,6 +633,7 @@ void ReportHivemind(const std::shared_ptr<gloo::Context>& context, const Config&
   summary->failed |= failures > 0 || !identical || !accurate;
   std::vector<double> slowest = SlowestPerRepeat(all, cfg.repeats);
   summary->hivemind_median = Median(slowest);
+  summary->hivemind_cpu = cpu;
   if (cfg.rank != 0) return;
   const int n = cfg.peers;
   const double payload = max_bytes * n / (2.0 * (n - 1));  // M in 2*M*(n-1)/n
@@ -623,6 +651,10 @@ void ReportHivemind(const std::shared_ptr<gloo::Context>& context, const Config&
       "hivemind: rank0 encode=%.4fs reduce=%.4fs (CPU time in the round, "
       "median)\n",
       all[0][f + 4], all[0][f + 5]);
+  std::printf(
+      "hivemind: cpu_per_rank=%.4fs (CPU time of a rank's process in a round, all "
+      "threads, median, mean over ranks)\n",
+      cpu);
   std::printf(
       "hivemind: max_error=%.3g (%s) results_identical_on_all_ranks=%s "
       "failed_rounds=%.0f\n",
@@ -643,13 +675,17 @@ void ReportGloo(const std::shared_ptr<gloo::Context>& context, const Config& cfg
                 const GlooResult& g, Summary* summary) {
   std::vector<double> row = g.seconds;
   const size_t f = cfg.repeats;
-  row.insert(row.end(), {g.max_error, double(g.digest)});
+  row.insert(row.end(), {g.max_error, double(g.digest), Median(g.cpu)});
   auto all = GatherAll(context, row);
-  double max_error = 0;
-  for (const auto& r : all) max_error = MaxOrNan(max_error, r[f]);
+  double max_error = 0, cpu = 0;
+  for (const auto& r : all) {
+    max_error = MaxOrNan(max_error, r[f]);
+    cpu += r[f + 2] / all.size();
+  }
   const bool identical = AllEqual(all, f + 1);
   std::vector<double> slowest = SlowestPerRepeat(all, cfg.repeats);
   summary->gloo_median = Median(slowest);
+  summary->gloo_cpu = cpu;
   summary->failed |= !(max_error <= 1e-5);
   if (cfg.rank != 0) return;
   std::string trials;
@@ -663,6 +699,7 @@ void ReportGloo(const std::shared_ptr<gloo::Context>& context, const Config& cfg
       *std::max_element(slowest.begin(), slowest.end()), FormatTimes(slowest).c_str());
   std::printf("gloo: max_error=%.3g results_identical_on_all_ranks=%s\n", max_error,
               identical ? "yes" : "no");
+  std::printf("gloo: cpu_per_rank=%.4fs (as for hivemind)\n", cpu);
   if (cfg.link_mbit > 0) {
     const int n = cfg.peers;
     double bound = 2.0 * cfg.numel * 4 * (n - 1) / n * 8 / (cfg.link_mbit * 1e6);
@@ -751,6 +788,7 @@ int RunBenchmark(const Config& cfg) {
     if (cfg.run_hivemind && cfg.run_gloo) {
       double ratio = summary.hivemind_median / summary.gloo_median;
       std::printf("speedup_vs_gloo=%.3f\n", 1.0 / ratio);
+      std::printf("cpu_ratio_vs_gloo=%.4f\n", summary.hivemind_cpu / summary.gloo_cpu);
       if (summary.failed) std::printf("FAILED: see the lines above and stderr\n");
       std::printf("ratio_vs_gloo=%.4f\n", ratio);
     } else if (summary.failed) {
@@ -768,6 +806,12 @@ int main(int argc, char** argv) {
   if (!cfg.ok()) {
     std::fprintf(stderr, "%s\n", cfg.status().ToString().c_str());
     return 2;
+  }
+  if (absl::GetFlag(FLAGS_retain_freed_memory)) {
+    if (absl::Status s = hivemind::RetainFreedMemory(); !s.ok()) {
+      std::fprintf(stderr, "rank %d: RetainFreedMemory: %s\n", cfg->rank,
+                   s.ToString().c_str());
+    }
   }
   try {
     return RunBenchmark(*cfg);

@@ -16,7 +16,8 @@ The API follows hivemind's Python one::
 
 Classes: DHT, Optimizer (wraps a torch.optim optimizer), DecentralizedAverager
 (with get_tensors() and step()), Codec / ErrorFeedback, StateServer and
-load_state_from_peers, GlobalProgress. Errors are hivemind_cpp.errors classes
+load_state_from_peers, GlobalProgress; retain_freed_memory() (an allocator setting
+for large models, see its docstring). Errors are hivemind_cpp.errors classes
 (HivemindError and subclasses). Blocking calls release the GIL; the library's
 threads never call into Python.
 """
@@ -42,6 +43,7 @@ from ._core import (
     load_state_from_peers,
     payload_info,
     read_progress,
+    retain_freed_memory,
 )
 from .errors import (
     AbortedError,
@@ -78,6 +80,7 @@ __all__ = [
     "StepReport",
     "TensorLock",
     "decode",
+    "retain_freed_memory",
     "errors",
     "load_state_from_peers",
     "payload_info",

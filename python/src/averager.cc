@@ -15,6 +15,7 @@
 #include "hivemind/averaging/averager.h"
 #include "hivemind/averaging/state_sharing.h"
 #include "hivemind/codec/factory.h"
+#include "hivemind/net/endpoint.h"
 
 namespace hivemind {
 namespace python {
@@ -329,6 +330,11 @@ joins it.)doc")
           },
           "Stops serving and joins the thread. Idempotent.");
 
+  m.def(
+      "retain_freed_memory", [] { ThrowIfError(RetainFreedMemory()); },
+      "Makes glibc's malloc keep freed memory for reuse (process-wide): ZeroMQ's "
+      "received messages then stop faulting in fresh pages every round. Call once at "
+      "start-up. Raises UnimplementedError where malloc is not glibc's.");
   m.def(
       "load_state_from_peers",
       [](std::shared_ptr<AveragerHolder> averager, std::string prefix, double timeout,

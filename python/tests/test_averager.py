@@ -132,3 +132,28 @@ def test_state_sharing_between_two_averagers(make_dht):
         server.shutdown()
         donor.shutdown()
         loader.shutdown()
+
+
+def test_retain_freed_memory_keeps_a_freed_large_block_in_the_heap():
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    hm.retain_freed_memory()
+    size = 16 << 20
+    before = libc.mallinfo2()
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    during = libc.mallinfo2()
+    libc.free(block)
+    after = libc.mallinfo2()
+    assert during.hblks == before.hblks, "the block was mmapped on its own"
+    assert after.fordblks >= size, "freed memory went back to the kernel"
