@@ -87,6 +87,8 @@ ABSL_FLAG(int, part_size, 0,
           "hivemind: AllReduceOptions::part_size in elements; 0 keeps the default.");
 ABSL_FLAG(int, max_parts_in_flight, 0,
           "hivemind: AllReduceOptions::max_parts_in_flight; 0 keeps the default.");
+ABSL_FLAG(int, send_buffer, 0,
+          "hivemind: EndpointOptions::send_buffer_bytes (0: the kernel's autotuning).");
 ABSL_FLAG(bool, checksum, false, "hivemind: EndpointOptions::checksum_bodies.");
 ABSL_FLAG(bool, encrypt, true,
           "hivemind: EndpointOptions::encrypt (CURVE on every connection; Gloo sends "
@@ -498,6 +500,7 @@ class HivemindBench {
     hivemind::EndpointOptions options;
     options.listen_address = "tcp://" + cfg_.listen_host + ":0";
     options.checksum_bodies = absl::GetFlag(FLAGS_checksum);
+    options.send_buffer_bytes = absl::GetFlag(FLAGS_send_buffer);
     options.encrypt = absl::GetFlag(FLAGS_encrypt);
     auto endpoint = hivemind::Endpoint::Create(options);
     if (!endpoint.ok()) return endpoint.status();

@@ -74,6 +74,10 @@ void EndpointCore::ConfigureSocket(zmq::socket_t& socket) {
 }
 
 absl::Status EndpointCore::Start() {
+  if (options_.send_buffer_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "send_buffer_bytes is ", options_.send_buffer_bytes, "; 0 means the kernel's"));
+  }
   if (options_.identity.public_key.empty()) {
     auto keys = GenerateKeyPair();
     if (!keys.ok()) return keys.status();
@@ -271,6 +275,9 @@ zmq::socket_t* EndpointCore::DealerFor(const std::string& address, absl::Status*
   try {
     dealer = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
     ConfigureSocket(*dealer);
+    if (options_.send_buffer_bytes > 0) {
+      dealer->set(zmq::sockopt::sndbuf, options_.send_buffer_bytes);
+    }
   } catch (const zmq::error_t& e) {  // out of file descriptors or sockets
     *error = absl::ResourceExhaustedError(
         absl::StrCat("cannot open a socket to '", address, "': ", e.what()));

@@ -1,7 +1,13 @@
 // Endpoint over real ZeroMQ sockets on 127.0.0.1.
 #include "hivemind/net/endpoint.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -186,6 +192,55 @@ TEST(Endpoint, BadListenAddressIsAnError) {
   EndpointOptions options;
   options.listen_address = "nonsense://x";
   EXPECT_FALSE(Endpoint::Create(options).ok());
+}
+
+// The SO_SNDBUF of this process's TCP sockets connected to 127.0.0.1:`port`.
+std::vector<int> SendBuffersOfConnectionsTo(int port) {
+  std::vector<int> sizes;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return sizes;
+  while (dirent* entry = readdir(dir)) {
+    const int fd = std::atoi(entry->d_name);
+    sockaddr_in peer{};
+    socklen_t len = sizeof(peer);
+    if (fd <= 2 || getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+        peer.sin_family != AF_INET || ntohs(peer.sin_port) != port) {
+      continue;
+    }
+    int size = 0;
+    socklen_t size_len = sizeof(size);
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &size_len) == 0) {
+      sizes.push_back(size);
+    }
+  }
+  closedir(dir);
+  return sizes;
+}
+
+int PortOf(const std::string& address) {  // tcp://127.0.0.1:PORT;id=...
+  const size_t colon = address.rfind(':', address.find(';'));
+  return std::atoi(address.c_str() + colon + 1);
+}
+
+TEST(Endpoint, SendBufferBytesSetsTheKernelBufferOfOutgoingConnections) {
+  EndpointOptions bad;
+  bad.send_buffer_bytes = -1;
+  EXPECT_EQ(Endpoint::Create(bad).status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto server = MakeEndpoint();
+  ServePing(*server);
+  EndpointOptions options;
+  options.send_buffer_bytes = 32 << 10;
+  auto client = MakeEndpoint(options);
+  std::string big(2 << 20, 'x');  // many times the buffer: it still flows
+  auto reply = client->Call(server->address(), MessageType::kPing, MakeSharedBytes(big),
+                            absl::Seconds(30));
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->body.size(), big.size() + 5);
+  // Linux reports twice the size asked for (it counts its bookkeeping too).
+  const std::vector<int> sizes = SendBuffersOfConnectionsTo(PortOf(server->address()));
+  ASSERT_EQ(sizes.size(), 1u);
+  EXPECT_EQ(sizes[0], 2 * (32 << 10));
 }
 
 // Sends raw multipart messages to `address` from a DEALER socket that completed

@@ -88,6 +88,16 @@ struct HIVEMIND_EXPORT EndpointOptions {
   // descriptors). Default: 64.
   int max_connections = 64;
 
+  // The kernel's send buffer (SO_SNDBUF) of each outgoing connection, in bytes; 0
+  // leaves it to the kernel's autotuning (the default). An all-reduce sends its parts
+  // on outgoing connections and answers with results on incoming ones: on a link
+  // with little delay, a small buffer (32 KiB) keeps the backlog of parts in this
+  // process instead of the link's queue, so the results other peers wait for go out
+  // first (docs/benchmarks.md: +2-3% of the link bound, fewer slow rounds). It also
+  // caps each connection at about size / round-trip time, so on a link with real
+  // delay leave it 0.
+  int send_buffer_bytes = 0;
+
   // Frames a connection may send that fail to parse before every further message
   // from it is ignored. Default: 1 (the first garbage frame bans the connection).
   int max_bad_frames = 1;
