@@ -244,6 +244,15 @@ class Optimizer:
         state of another model or optimizer."""
         self._impl.load_state_from_peers()
 
+    def finish(self, window: float) -> None:
+        """Ends a run that every peer stops at the same epoch, so that all end with
+        the same parameters: a peer whose last epoch's round failed (it stepped
+        alone) downloads that epoch's state from the others within `window` seconds;
+        every peer keeps serving its state for `window` seconds, for those. Pass at
+        least twice matchmaking_time plus a download's time. Raises NotFoundError or
+        DeadlineExceededError when a straggler found no donor."""
+        self._impl.finish(float(window))
+
     def save_checkpoint(self, path: str) -> None:
         """Saves parameters, optimizer state and epoch to path (atomically)."""
         self._impl.save_checkpoint(str(path))

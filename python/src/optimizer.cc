@@ -400,6 +400,12 @@ void BindOptimizer(py::module_& m) {
              DecentralizedOptimizer& opt = h.live();
              ThrowIfError(h.Blocking([&] { return opt.LoadStateFromPeers(); }));
            })
+      .def("finish",
+           [](OptimizerHolder& h, double window) {
+             DecentralizedOptimizer& opt = h.live();
+             const absl::Duration d = Seconds(window, "window");
+             ThrowIfError(h.Blocking([&] { return opt.Finish(d); }));
+           })
       .def("save_checkpoint",
            [](OptimizerHolder& h, const std::string& path) {
              DecentralizedOptimizer& opt = h.live();

@@ -123,6 +123,26 @@ def test_a_late_peer_loads_the_swarms_epoch_parameters_and_optimizer_state(make_
                 peer.opt.shutdown()
 
 
+def test_finish_serves_for_the_window_and_leaves_agreeing_peers_as_they_are(make_dht):
+    a, b = Peer(make_dht(), 1, target_group_size=2), Peer(make_dht(), 2, target_group_size=2)
+    try:
+        start_together([a, b])
+        run_in_threads([lambda: a.train(2, 21), lambda: b.train(2, 22)])
+        assert a.opt.local_epoch == b.opt.local_epoch == 2
+        assert torch.equal(flat(a.model), flat(b.model))
+        before = flat(a.model)
+        with pytest.raises(hm.InvalidArgumentError, match="window"):
+            a.opt.finish(window=-1.0)
+        start = time.monotonic()
+        run_in_threads([lambda: a.opt.finish(window=1.5), lambda: b.opt.finish(window=1.5)])
+        assert time.monotonic() - start >= 1.5  # each kept serving its state that long
+        assert torch.equal(flat(a.model), before) and torch.equal(flat(b.model), before)
+        assert a.opt.local_epoch == b.opt.local_epoch == 2
+    finally:
+        for peer in (a, b):
+            peer.opt.shutdown()
+
+
 def test_checkpoints_round_trip(make_dht, tmp_path):
     peer = Peer(make_dht(), 5)
     try:
