@@ -60,6 +60,9 @@ class Optimizer:
         listen: "HOST:PORT" of the averaging endpoints (the port must be 0).
         bandwidth: announced for load balancing (0: unknown).
         load_state_max_donors: peers to download the state from at once.
+        load_state_min_agreeing_donors: download only a state this many peers
+            advertise (1: any single peer; 2 or more: a lone peer that claims a
+            newer epoch cannot hand newcomers its own state).
         progress_log: a file that gets one JSON line per epoch ("" = none).
         swarm_secret, authorized_peers: a private swarm (docs/security.md): only
             peers that know the same secret (>= 16 bytes) or whose peer ids are
@@ -104,6 +107,7 @@ class Optimizer:
         listen: str = "127.0.0.1:0",
         bandwidth: float = 0.0,
         load_state_max_donors: int = 3,
+        load_state_min_agreeing_donors: int = 1,
         progress_log: str = "",
         swarm_secret: str = "",
         authorized_peers: Sequence[str] = (),
@@ -171,6 +175,7 @@ class Optimizer:
             swarm_secret=swarm_secret,
             authorized_peers=list(authorized_peers),
             encrypt=encrypt,
+            load_state_min_agreeing_donors=load_state_min_agreeing_donors,
         )
         self.dht = dht
         self.run_id = run_id

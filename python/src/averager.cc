@@ -338,11 +338,12 @@ joins it.)doc")
   m.def(
       "load_state_from_peers",
       [](std::shared_ptr<AveragerHolder> averager, std::string prefix, double timeout,
-         int max_donors) {
+         int max_donors, int min_agreeing_donors) {
         LoadStateOptions o;
         o.prefix = std::move(prefix);
         o.timeout = Seconds(timeout, "timeout");
         o.max_donors = max_donors;
+        o.min_agreeing_donors = min_agreeing_donors;
         Endpoint* endpoint = averager->live().endpoint();
         absl::StatusOr<PeerState> state;
         {
@@ -361,9 +362,10 @@ joins it.)doc")
         return out;
       },
       py::arg("averager"), py::kw_only(), py::arg("prefix"), py::arg("timeout") = 300.0,
-      py::arg("max_donors") = 3,
-      "Downloads the most advanced state advertised under prefix, through the "
-      "averager's endpoint. Raises NotFoundError (nobody serves), UnavailableError, "
+      py::arg("max_donors") = 3, py::arg("min_agreeing_donors") = 1,
+      "Downloads the most advanced state advertised under prefix (by at least "
+      "min_agreeing_donors peers), through the averager's endpoint. Raises "
+      "NotFoundError (nobody serves, or too few agree), UnavailableError, "
       "DeadlineExceededError, DataLossError.");
 }
 

@@ -193,7 +193,8 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
     bool client_mode, bool auxiliary, std::string listen, double bandwidth,
     int load_state_max_donors, std::string progress_log, const std::string& aggregation,
     double clip_tau, double clip_reject_ratio, std::string swarm_secret,
-    std::vector<std::string> authorized_peers, bool encrypt) {
+    std::vector<std::string> authorized_peers, bool encrypt,
+    int load_state_min_agreeing_donors) {
   if (dht->shut_down()) RaiseStatus(absl::CancelledError("the DHT has shut down"));
   CheckParams(params);
   auto holder = std::make_shared<OptimizerHolder>();
@@ -236,6 +237,7 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
       absl::StartsWith(listen, "tcp://") ? listen : absl::StrCat("tcp://", listen);
   o.bandwidth = bandwidth;
   o.load_state_max_donors = load_state_max_donors;
+  o.load_state_min_agreeing_donors = load_state_min_agreeing_donors;
   o.progress_log = std::move(progress_log);
 
   auto inner = std::make_unique<PyInnerOptimizer>(std::move(optimizer));
@@ -372,7 +374,7 @@ void BindOptimizer(py::module_& m) {
            py::arg("clip_tau") = 0.0, py::arg("clip_reject_ratio") = 10.0,
            py::arg("swarm_secret") = "",
            py::arg("authorized_peers") = std::vector<std::string>{},
-           py::arg("encrypt") = true)
+           py::arg("encrypt") = true, py::arg("load_state_min_agreeing_donors") = 1)
       .def(
           "step",
           [](OptimizerHolder& h, int64_t batch_size, double loss) {

@@ -125,6 +125,9 @@ def test_state_sharing_between_two_averagers(make_dht):
             hm.load_state_from_peers(loader, prefix="pytest.state", timeout=5)
         values = torch.arange(10.0)
         server.publish(hm.PeerState(7, values, extra=b"optimizer", metadata=b"schema"))
+        with pytest.raises(hm.NotFoundError, match="no state is advertised by 2 donors"):
+            hm.load_state_from_peers(loader, prefix="pytest.state", timeout=30,
+                                     min_agreeing_donors=2)
         state = hm.load_state_from_peers(loader, prefix="pytest.state", timeout=30)
         assert state.epoch == 7 and torch.equal(state.values, values)
         assert state.extra == b"optimizer" and state.metadata == b"schema"

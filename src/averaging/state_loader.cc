@@ -24,10 +24,28 @@ struct Donor {
   StateAdvert advert;
 };
 
-// The donors to load from: the most advanced epoch, then the largest set with one
-// layout (ties: the smaller state hash, so loaders agree), in random order.
+// Adverts grouped by the state they describe: one epoch, one layout.
+std::vector<std::vector<Donor>> GroupByState(std::vector<Donor> all) {
+  std::vector<std::vector<Donor>> sets;
+  for (Donor& d : all) {
+    auto same = std::find_if(sets.begin(), sets.end(), [&](const std::vector<Donor>& s) {
+      return s[0].advert.epoch == d.advert.epoch && s[0].advert.SameLayout(d.advert);
+    });
+    if (same == sets.end()) {
+      sets.push_back({std::move(d)});
+    } else {
+      same->push_back(std::move(d));
+    }
+  }
+  return sets;
+}
+
+// The donors to load from: of the states with at least `min_agreeing` donors, the
+// most advanced epoch, then the largest set (ties: the smaller state hash, so
+// loaders agree), in random order.
 absl::StatusOr<std::vector<Donor>> ChooseDonors(const std::vector<DhtRecord>& records,
-                                                const Endpoint& self, int64_t min_epoch) {
+                                                const Endpoint& self, int64_t min_epoch,
+                                                int min_agreeing) {
   std::vector<Donor> all;
   for (const DhtRecord& record : records) {
     // An advert is its donor's own (the writer signed it) or ignored.
@@ -38,22 +56,24 @@ absl::StatusOr<std::vector<Donor>> ChooseDonors(const std::vector<DhtRecord>& re
     all.push_back({record.subkey, *std::move(advert)});
   }
   if (all.empty()) return absl::NotFoundError("no peer advertises a state");
-  int64_t epoch = all[0].advert.epoch;
-  for (const Donor& d : all) epoch = std::max(epoch, d.advert.epoch);
-  std::vector<std::vector<Donor>> sets;
-  for (Donor& d : all) {
-    if (d.advert.epoch != epoch) continue;
-    auto same = std::find_if(sets.begin(), sets.end(), [&](const std::vector<Donor>& s) {
-      return s[0].advert.SameLayout(d.advert);
-    });
-    if (same == sets.end()) {
-      sets.push_back({std::move(d)});
-    } else {
-      same->push_back(std::move(d));
-    }
+  std::vector<std::vector<Donor>> sets = GroupByState(std::move(all));
+  size_t largest = 0;
+  for (const auto& set : sets) largest = std::max(largest, set.size());
+  sets.erase(std::remove_if(sets.begin(), sets.end(),
+                            [&](const std::vector<Donor>& set) {
+                              return set.size() < static_cast<size_t>(min_agreeing);
+                            }),
+             sets.end());
+  if (sets.empty()) {
+    return absl::NotFoundError(absl::StrCat("no state is advertised by ", min_agreeing,
+                                            " donors (at most ", largest,
+                                            " advertise the same one)"));
   }
   auto best =
       std::max_element(sets.begin(), sets.end(), [](const auto& a, const auto& b) {
+        if (a[0].advert.epoch != b[0].advert.epoch) {
+          return a[0].advert.epoch < b[0].advert.epoch;
+        }
         if (a.size() != b.size()) return a.size() < b.size();
         return a[0].advert.state_hash > b[0].advert.state_hash;
       });
@@ -249,9 +269,9 @@ class Download {
 
 absl::Status Validate(const LoadStateOptions& o) {
   if (o.prefix.empty()) return absl::InvalidArgumentError("prefix is required");
-  if (o.max_donors < 1 || o.max_stripes_in_flight < 1) {
+  if (o.max_donors < 1 || o.max_stripes_in_flight < 1 || o.min_agreeing_donors < 1) {
     return absl::InvalidArgumentError(
-        "max_donors and max_stripes_in_flight must be at least 1");
+        "max_donors, max_stripes_in_flight and min_agreeing_donors must be at least 1");
   }
   return absl::OkStatus();
 }
@@ -263,8 +283,9 @@ absl::StatusOr<PeerState> Load(Endpoint* endpoint, Dht* dht,
   HIVEMIND_ASSIGN_OR_RETURN(std::vector<DhtRecord> records,
                             dht->Get(options.prefix + ".state",
                                      std::min(options.dht_timeout, options.timeout)));
-  HIVEMIND_ASSIGN_OR_RETURN(std::vector<Donor> donors,
-                            ChooseDonors(records, *endpoint, options.min_epoch));
+  HIVEMIND_ASSIGN_OR_RETURN(
+      std::vector<Donor> donors,
+      ChooseDonors(records, *endpoint, options.min_epoch, options.min_agreeing_donors));
   const StateAdvert layout = donors[0].advert;
   report->epoch = layout.epoch;
   report->state_hash = layout.state_hash;

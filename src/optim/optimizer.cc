@@ -201,10 +201,10 @@ absl::Status ValidateOptions(const OptimizerOptions& o) {
     return absl::InvalidArgumentError("target_batch_size must be positive");
   }
   if (o.batch_size_per_step < 0 || o.average_state_every < 0 ||
-      o.load_state_max_donors < 1) {
+      o.load_state_max_donors < 1 || o.load_state_min_agreeing_donors < 1) {
     return absl::InvalidArgumentError(
         "batch_size_per_step and average_state_every must be >= 0, "
-        "load_state_max_donors >= 1");
+        "load_state_max_donors and load_state_min_agreeing_donors >= 1");
   }
   if (!(o.diloco_outer_lr >= 0.0) || !(o.diloco_outer_momentum >= 0.0) ||
       o.diloco_outer_momentum >= 1.0) {
@@ -729,6 +729,7 @@ absl::Status OptimizerCore::LoadStateFromPeers(std::optional<absl::Duration> tim
   load.min_epoch = min_epoch;
   load.prefix = absl::StrCat(options_.run_id, ".state");
   load.max_donors = options_.load_state_max_donors;
+  load.min_agreeing_donors = options_.load_state_min_agreeing_donors;
   load.timeout = timeout.value_or(options_.load_state_timeout);
   LoadStateReport report;
   HIVEMIND_ASSIGN_OR_RETURN(

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "averaging/state_messages.h"
 #include "gtest/gtest.h"
 #include "hivemind/dht/opendht_node.h"
@@ -271,6 +272,41 @@ TEST_F(StateSharing, ChoosesTheMostAdvancedEpochAndItsLargestDonorSet) {
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
+}
+
+// One peer advertising a newer epoch than everyone wins a load that trusts single
+// donors; with min_agreeing_donors = 2 the state two donors agree on is loaded.
+TEST_F(StateSharing, MinAgreeingDonorsPassesOverALoneNewerState) {
+  const PeerState honest = MakeState(10'000, 5, 6);
+  const PeerState lone = MakeState(10'000, 9, 7);
+  AddDonor(honest, 4096);
+  AddDonor(honest, 4096);
+  AddDonor(lone, 4096);
+  Peer& loader = AddPeer();
+  auto trusting =
+      LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), LoadOptions());
+  ASSERT_TRUE(trusting.ok()) << trusting.status();
+  EXPECT_TRUE(BitIdentical(lone, *trusting));
+
+  LoadStateOptions options = LoadOptions();
+  options.min_agreeing_donors = 2;
+  LoadStateReport report;
+  auto agreed =
+      LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), options, &report);
+  ASSERT_TRUE(agreed.ok()) << agreed.status();
+  EXPECT_TRUE(BitIdentical(honest, *agreed));
+  EXPECT_EQ(report.candidates, 2);
+
+  options.min_agreeing_donors = 3;
+  auto none = LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), options);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound) << none.status();
+  EXPECT_TRUE(absl::StrContains(none.status().message(), "at most 2")) << none.status();
+
+  options.min_agreeing_donors = 0;
+  EXPECT_EQ(LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), options)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(StateSharing, NotFoundWithoutOtherDonors) {

@@ -436,6 +436,9 @@ TEST(DecentralizedOptimizer, RejectsBadArgumentsAndGradients) {
   o.endpoint.listen_address = "tcp://127.0.0.1:5555";
   EXPECT_EQ(make(o).status().code(), absl::StatusCode::kInvalidArgument);  // fixed port
   o.endpoint.listen_address = "tcp://127.0.0.1:0";
+  o.load_state_min_agreeing_donors = 0;
+  EXPECT_EQ(make(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.load_state_min_agreeing_donors = 2;
   auto opt = make(o);
   ASSERT_TRUE(opt.ok()) << opt.status();
   EXPECT_EQ((*opt)->Step(0).status().code(), absl::StatusCode::kInvalidArgument);

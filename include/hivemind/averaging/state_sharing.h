@@ -191,6 +191,14 @@ struct HIVEMIND_EXPORT LoadStateOptions {
   // Adverts of an older epoch are ignored. Default: no limit.
   int64_t min_epoch = std::numeric_limits<int64_t>::min();
 
+  // Only a state that at least this many donors advertise (one epoch, one state
+  // hash) is loaded; of those, the most advanced epoch wins. 1 (the default) trusts
+  // a single donor, so one peer that advertises a newer epoch than everyone feeds
+  // every newcomer its own state; 2 or more makes it need accomplices. Keys are
+  // free in an open swarm, so this is no defence against Sybils there (use a
+  // private swarm). kNotFound when no state has that many donors.
+  int min_agreeing_donors = 1;
+
   // How long the DHT lookup of the adverts may take. Default: 5 s.
   absl::Duration dht_timeout = absl::Seconds(5);
 };

@@ -144,6 +144,10 @@ struct HIVEMIND_EXPORT OptimizerOptions {
   // Donors to download state from at once. Default: 3.
   int load_state_max_donors = 3;
 
+  // A state is downloaded only if this many donors advertise it
+  // (LoadStateOptions::min_agreeing_donors). Default: 1 (any single donor).
+  int load_state_min_agreeing_donors = 1;
+
   // Stepped once per epoch, after the inner optimizer. Not owned; may be null.
   torch::optim::LRScheduler* scheduler = nullptr;
 
