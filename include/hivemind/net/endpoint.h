@@ -93,7 +93,7 @@ struct HIVEMIND_EXPORT EndpointOptions {
   // on outgoing connections and answers with results on incoming ones: on a link
   // with little delay, a small buffer (32 KiB) keeps the backlog of parts in this
   // process instead of the link's queue, so the results other peers wait for go out
-  // first (docs/benchmarks.md: +2-3% of the link bound, fewer slow rounds). It also
+  // first (docs/benchmarks.md: +1-3 points of the link bound, fewer slow rounds). It also
   // caps each connection at about size / round-trip time, so on a link with real
   // delay leave it 0.
   int send_buffer_bytes = 0;
@@ -203,9 +203,9 @@ class HIVEMIND_EXPORT Endpoint {
 
 // ZeroMQ allocates every message it receives with malloc, and glibc gives large
 // blocks back to the kernel when they are freed, so each all-reduce round faults in
-// and zeroes fresh pages for everything it receives (10-15% of a loopback round's CPU
-// time, docs/benchmarks.md). This tells glibc's malloc to serve blocks of up to
-// kMaxRetainedBlock bytes from its heaps and to keep freed memory for reuse: the
+// and zeroes fresh pages for everything it receives (a quarter of a 100 MB loopback
+// round's CPU time here, docs/benchmarks.md). This tells glibc's malloc to serve blocks
+// of up to kMaxRetainedBlock bytes from its heaps and to keep freed memory for reuse: the
 // process's resident memory then stays near its peak instead of shrinking.
 //
 // It changes the allocator of the whole process (mallopt), so it is the
