@@ -209,6 +209,14 @@ double MaxOrNan(double a, double b) {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// Wall and process CPU time since construction: one round of either library.
+struct RoundClock {
+  Clock::time_point wall = Clock::now();
+  double cpu = ProcessCpuSeconds();
+  double WallSeconds() const { return Seconds(Clock::now() - wall); }
+  double CpuSeconds() const { return ProcessCpuSeconds() - cpu; }
+};
+
 // ---------------------------------------------------------------------------------
 // Gloo: connection, barrier, gather.
 
@@ -334,13 +342,12 @@ double TimeGlooRound(const std::shared_ptr<gloo::Context>& context, GlooRound* r
                      const Config& cfg, std::vector<float>* data, double* cpu = nullptr) {
   FillInputs(cfg.rank, data);
   Barrier(context);
-  auto start = Clock::now();
-  const double cpu0 = ProcessCpuSeconds();
+  const RoundClock clock;
   round->Run();
   const float scale = 1.0f / cfg.peers;
   for (float& x : *data) x *= scale;
-  double seconds = Seconds(Clock::now() - start);
-  const double cpu_s = ProcessCpuSeconds() - cpu0;
+  const double seconds = clock.WallSeconds();
+  const double cpu_s = clock.CpuSeconds();
   Log("gloo: round %.4fs cpu=%.4fs", seconds, cpu_s);
   if (cpu != nullptr) *cpu = cpu_s;
   return seconds;
@@ -531,12 +538,11 @@ class HivemindBench {
                                 : "warmup" + std::to_string(k);
       FillInputs(cfg_.rank, data);
       Barrier(context_);
-      auto start = Clock::now();
-      const double cpu0 = ProcessCpuSeconds();
+      const RoundClock clock;
       auto report =
           reducer_->Run(Group(round), cfg_.rank, absl::MakeSpan(*data), Options());
-      double seconds = Seconds(Clock::now() - start);
-      const double cpu_s = ProcessCpuSeconds() - cpu0;
+      const double seconds = clock.WallSeconds();
+      const double cpu_s = clock.CpuSeconds();
       Log("hivemind: %s %.4fs cpu=%.4fs", round.c_str(), seconds, cpu_s);
       if (!CheckReport(cfg_, round, report)) ++result.failures;
       if (!timed) continue;

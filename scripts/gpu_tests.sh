@@ -33,7 +33,6 @@ flags=(-DHIVEMIND_WITH_NCCL=ON "-DCUDAToolkit_ROOT=${cuda_root}"
        "-DNCCL_ROOT=${NCCL_ROOT:-$cuda_root}"
        -DHIVEMIND_BUILD_BENCHMARKS=ON -DHIVEMIND_BUILD_EXAMPLES=OFF
        -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
-prefix_path=()
 if [[ -n "${TORCH_DIR:-}" ]]; then
   flags+=(-DHIVEMIND_WITH_TORCH=ON "-DTorch_DIR=${TORCH_DIR}")
 else
@@ -49,14 +48,11 @@ if [[ -n "$deps_tarball" ]]; then
   libdir="$deps/usr/lib/x86_64-linux-gnu"
   export PKG_CONFIG_LIBDIR="$libdir/pkgconfig"
   export PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1
-  prefix_path+=("$deps/usr")
+  flags+=("-DCMAKE_PREFIX_PATH=$deps/usr")
   # DT_RPATH (not RUNPATH): it also serves the libraries the bundled ones load.
   link="-L$libdir -Wl,-rpath-link,$libdir -Wl,-rpath,$libdir -Wl,--disable-new-dtags"
   flags+=("-DCMAKE_CXX_FLAGS=-isystem $deps/usr/include"
           "-DCMAKE_EXE_LINKER_FLAGS=$link" "-DCMAKE_SHARED_LINKER_FLAGS=$link")
-fi
-if ((${#prefix_path[@]})); then
-  flags+=("-DCMAKE_PREFIX_PATH=$(IFS=';'; echo "${prefix_path[*]}")")
 fi
 
 cmake -S . -B "$build" -G Ninja "${flags[@]}"

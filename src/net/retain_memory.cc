@@ -2,19 +2,10 @@
 // that receives many large ZeroMQ messages.
 #include "absl/status/status.h"
 #include "hivemind/net/endpoint.h"
+#include "util/sanitizers.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
-#endif
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-#define HIVEMIND_SANITIZER_ALLOCATOR 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define HIVEMIND_SANITIZER_ALLOCATOR 1
 #endif
 
 namespace hivemind {

@@ -217,9 +217,9 @@ std::vector<int> SendBuffersOfConnectionsTo(int port) {
   return sizes;
 }
 
-int PortOf(const std::string& address) {  // tcp://127.0.0.1:PORT;id=...
-  const size_t colon = address.rfind(':', address.find(';'));
-  return std::atoi(address.c_str() + colon + 1);
+int PortOf(const std::string& address) {
+  const std::string transport = internal::ParsePeerAddress(address).value().transport;
+  return std::atoi(transport.c_str() + transport.rfind(':') + 1);  // tcp://HOST:PORT
 }
 
 TEST(Endpoint, SendBufferBytesSetsTheKernelBufferOfOutgoingConnections) {

@@ -3,24 +3,16 @@
 
 #include "gtest/gtest.h"
 #include "hivemind/net/endpoint.h"
+#include "util/sanitizers.h"
 
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZER_ALLOCATOR 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZER_ALLOCATOR 1
-#endif
-
 namespace hivemind {
 namespace {
 
-#if defined(SANITIZER_ALLOCATOR) || !defined(__GLIBC__)
+#if defined(HIVEMIND_SANITIZER_ALLOCATOR) || !defined(__GLIBC__)
 TEST(RetainFreedMemory, SaysSoWhenMallocIsNotGlibcs) {
   EXPECT_EQ(RetainFreedMemory().code(), absl::StatusCode::kUnimplemented);
 }
