@@ -104,6 +104,7 @@ int RunDonor() {
   options.stripe_bytes = static_cast<uint32_t>(absl::GetFlag(FLAGS_stripe_kib)) << 10;
   auto server = hivemind::StateServer::Create(endpoint.get(), dht.get(), options);
   absl::Status status = server.ok() ? (*server)->Publish(MakeState()) : server.status();
+  if (status.ok()) status = (*server)->WaitForAdvert(absl::Seconds(30));
   if (!status.ok()) {
     std::fprintf(stderr, "donor: %s\n", status.ToString().c_str());
     return 1;

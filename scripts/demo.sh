@@ -37,8 +37,11 @@ fi
 cmake --build build --target fashion_mnist_trainer hivemind_dht hivemind_monitor
 
 rm -rf "$out"; mkdir -p "$out"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+pids=(); tails=()
+cleanup() {
+  kill "${pids[@]}" "${tails[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT
 
 ./build/examples/hivemind_dht --run_id=demo --report_every_s=0 > "$out/dht.log" 2>&1 &
@@ -53,8 +56,12 @@ trainer() {  # trainer INDEX EXTRA_FLAGS...
   ./build/examples/fashion_mnist_trainer --run_id=demo --initial_peers="$bootstrap" \
     --peer_index="$i" --num_peers=4 --epochs="$epochs" --codec="$codec" \
     --target_batch_size="$target" --target_group_size=4 \
-    --progress_log="$out/peer$i.jsonl" "$@" 2>&1 | tee "$out/peer$i.log" &
-  pids+=($!)
+    --progress_log="$out/peer$i.jsonl" "$@" > "$out/peer$i.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")  # the trainer itself, so that cleanup stops it
+  # Echo the log live; tail exits on its own once the trainer has.
+  tail -n +1 --pid="$pid" -f "$out/peer$i.log" &
+  tails+=($!)
 }
 trainer 0
 trainer 1 --leave_after="$leave"
@@ -66,6 +73,7 @@ echo "== what the swarm monitor sees (build/examples/hivemind_monitor) =="
 echo "peer3 joins late"
 trainer 3
 for pid in "${pids[@]:1}"; do wait "$pid" || true; done
+for pid in "${tails[@]}"; do wait "$pid" || true; done
 
 echo
 echo "== results =="

@@ -19,8 +19,8 @@
 #   asan-build   cmake --build build-asan
 #   asan-test    ctest in build-asan/
 #   tsan-config  build-tsan/: clang, HIVEMIND_SANITIZE=thread, tests only
-#   tsan-build   the net and averaging test binaries
-#   tsan-test    ctest in build-tsan/ on the multi-threaded tests
+#   tsan-build   the THREADED test binaries (target hivemind_threaded_tests)
+#   tsan-test    ctest -L threaded in build-tsan/
 #
 # A failed configure or build stops the run (nothing after it can work). A failed
 # check (format, tidy, a ctest run) is recorded and the run goes on, so one CI log
@@ -154,11 +154,11 @@ configure_clang() {
     -DHIVEMIND_WITH_TORCH=OFF
 }
 
-# The multi-threaded layers under ThreadSanitizer: tests only (no fuzzers), and the
-# single-threaded codec and wire tests are left to the other two builds.
+# The multi-threaded layers under ThreadSanitizer: the test binaries marked THREADED
+# in tests/ (ctest label "threaded"); the single-threaded codec and wire tests are
+# left to the other two builds.
 build_tsan() {
-  cmake --build build-tsan -j"$jobs" --target net_test averaging_test \
-    allreduce_process_test allreduce_peer
+  cmake --build build-tsan -j"$jobs" --target hivemind_threaded_tests
 }
 
 # run_ctest DIR [CTEST ARGS...]: ctest with its output kept in build-logs/ for the
@@ -264,5 +264,5 @@ stage asan-build  fatal cmake --build build-asan -j"$jobs"
 stage asan-test   check run_ctest build-asan
 stage tsan-config fatal configure_clang build-tsan thread OFF
 stage tsan-build  fatal build_tsan
-stage tsan-test   check run_ctest build-tsan -R "^(Endpoint|Identity|Curve|PrivateSwarm|PeerAddress|AllReduce|SplitIntoSpans|Peers|Codecs/CodecAllReduce)"
+stage tsan-test   check run_ctest build-tsan -L threaded
 finish

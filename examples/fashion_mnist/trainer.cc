@@ -25,6 +25,7 @@
 #include "hivemind/codec/factory.h"
 #include "hivemind/dht/opendht_node.h"
 #include "hivemind/optim/optimizer.h"
+#include "hivemind/util/logging.h"
 
 ABSL_FLAG(std::string, initial_peers, "", "DHT peers to join, HOST:PORT,...");
 ABSL_FLAG(std::string, listen_host, "127.0.0.1",
@@ -71,6 +72,9 @@ ABSL_FLAG(std::string, checkpoint_out, "",
 ABSL_FLAG(double, averaging_timeout, 30.0,
           "Seconds of one averaging round (matchmaking and all-reduce).");
 ABSL_FLAG(std::string, name, "", "Name shown in progress lines (default: peer index).");
+ABSL_FLAG(std::string, log_level, "info",
+          "The library's log threshold: debug, info (every averaging round, state "
+          "loads), warning, error or off.");
 ABSL_FLAG(double, report_every, 2.0, "Seconds between progress lines.");
 ABSL_FLAG(bool, standalone, false,
           "Train alone without the swarm: one Adam step per target_batch_size samples "
@@ -426,6 +430,14 @@ int Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<hivemind::LogLevel> log_level =
+      hivemind::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!log_level.ok()) {
+    std::fprintf(stderr, "--log_level: %s\n",
+                 std::string(log_level.status().message()).c_str());
+    return 2;
+  }
+  hivemind::SetLogLevel(*log_level);
   torch::set_num_threads(1);
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);

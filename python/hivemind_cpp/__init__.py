@@ -19,7 +19,9 @@ Classes: DHT, Optimizer (wraps a torch.optim optimizer), DecentralizedAverager
 load_state_from_peers, GlobalProgress; retain_freed_memory() (an allocator setting
 for large models, see its docstring). Errors are hivemind_cpp.errors classes
 (HivemindError and subclasses). Blocking calls release the GIL; the library's
-threads never call into Python.
+threads never call into Python. The library's log lines go to the logger
+"hivemind_cpp" (set_log_level sets the library's threshold, "warning" by default;
+Optimizer(verbose=True) logs every round).
 """
 
 import torch as _torch  # noqa: F401  (loads libtorch_python before the extension)
@@ -59,7 +61,12 @@ from .errors import (
     UnavailableError,
     UnimplementedError,
 )
+from ._core import get_log_level, set_log_level
 from .optim import DecentralizedOptimizer, Optimizer
+
+from . import _log
+
+_log.start()
 
 __version__ = "0.1.0"
 
@@ -81,6 +88,8 @@ __all__ = [
     "TensorLock",
     "decode",
     "retain_freed_memory",
+    "get_log_level",
+    "set_log_level",
     "errors",
     "load_state_from_peers",
     "payload_info",

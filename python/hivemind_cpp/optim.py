@@ -5,7 +5,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 
-from . import _core
+from . import _core, _log
 from .errors import InvalidArgumentError
 
 __all__ = ["Optimizer", "DecentralizedOptimizer"]
@@ -69,6 +69,10 @@ class Optimizer:
             listed may exchange data with this one.
         encrypt: CURVE on every connection (turn off only on a trusted network;
             every peer of the run must agree).
+        verbose: log every averaging round ("epoch 3: finished averaging gradients
+            with 4 peer(s)") at info level to the logger "hivemind_cpp", with a
+            handler of its own if the application configured none (as hivemind
+            does); see hivemind_cpp.set_log_level.
 
     Raises hivemind_cpp.InvalidArgumentError for bad arguments (with the library's
     message). Not thread-safe: call from the training thread. ``step()`` releases
@@ -112,7 +116,10 @@ class Optimizer:
         swarm_secret: str = "",
         authorized_peers: Sequence[str] = (),
         encrypt: bool = True,
+        verbose: bool = False,
     ):
+        if verbose:
+            _log.enable_verbose()
         if params is not None:
             params = list(params)
             if params and isinstance(params[0], dict):

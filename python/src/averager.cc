@@ -306,7 +306,7 @@ joins it.)doc")
            py::arg("refresh_period") = 20.0)
       .def(
           "publish",
-          [](PyStateServer& s, const PyPeerState& state) {
+          [](PyStateServer& s, const PyPeerState& state, bool wait_for_advert) {
             PeerState c;
             c.epoch = state.epoch;
             c.metadata = state.metadata;
@@ -317,11 +317,16 @@ joins it.)doc")
             {
               py::gil_scoped_release release;
               status = s.server->Publish(c);
+              if (status.ok() && wait_for_advert) {
+                status = s.server->WaitForAdvert(absl::Seconds(60));
+              }
             }
             ThrowIfError(status);
           },
-          py::arg("state"),
-          "Starts serving `state` (a PeerState) and advertises it in the DHT.")
+          py::arg("state"), py::kw_only(), py::arg("wait_for_advert") = true,
+          "Starts serving `state` (a PeerState); its advert is stored in the DHT by "
+          "the server's thread. With wait_for_advert (the default), returns once the "
+          "advert is stored and raises if the store failed.")
       .def(
           "shutdown",
           [](PyStateServer& s) {

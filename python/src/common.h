@@ -89,6 +89,7 @@ void BindDht(py::module_& m);
 void BindCodec(py::module_& m);
 void BindAverager(py::module_& m);
 void BindOptimizer(py::module_& m);
+void BindLogging(py::module_& m);
 
 }  // namespace python
 }  // namespace hivemind

@@ -60,4 +60,5 @@ PYBIND11_MODULE(_core, m) {
   hp::BindCodec(m);
   hp::BindAverager(m);
   hp::BindOptimizer(m);
+  hp::BindLogging(m);
 }

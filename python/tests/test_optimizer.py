@@ -210,3 +210,31 @@ def test_the_inner_optimizers_exception_reaches_the_caller(make_dht):
         model(torch.randn(2, 8)).sum().backward()
         with pytest.raises(RuntimeError, match="boom from the inner optimizer"):
             opt.step(batch_size=2)
+
+
+def test_verbose_logs_every_round_to_the_python_logger(make_dht, caplog):
+    caplog.set_level("INFO", logger="hivemind_cpp")
+    peers = [Peer(make_dht(), seed, verbose=True) for seed in (1, 2)]
+    try:
+        assert hm.get_log_level() == "info"
+        start_together(peers)
+        run_in_threads([lambda p=p, i=i: p.train(2, i) for i, p in enumerate(peers)])
+        hm._log.flush(0.5)
+        rounds = [r for r in caplog.records
+                  if r.name == "hivemind_cpp" and "finished averaging" in r.getMessage()]
+        assert rounds, [r.getMessage() for r in caplog.records]
+        assert all(r.levelname == "INFO" for r in rounds)
+        assert any("with 2 peer(s)" in r.getMessage() for r in rounds)
+    finally:
+        for peer in peers:
+            peer.opt.shutdown()
+        hm.set_log_level("warning")
+
+
+def test_log_levels_are_checked_and_round_trip():
+    hm.set_log_level("debug")
+    assert hm.get_log_level() == "debug"
+    hm.set_log_level("warning")
+    assert hm.get_log_level() == "warning"
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        hm.set_log_level("loud")

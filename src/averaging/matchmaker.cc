@@ -367,12 +367,15 @@ absl::StatusOr<internal::JoinResponse> Matchmaker::AskToJoin(
     const std::string& key, const internal::Declaration& self,
     const internal::Declaration& leader) {
   const absl::Time until = std::min(leader.deadline, self.deadline) + absl::Seconds(2);
-  // A leader answers a join only when it assembles; first make sure it is alive (any
-  // reply will do), so a dead candidate costs a second, not its deadline.
+  // A leader answers a join only when it assembles; first make sure it is alive
+  // (every endpoint answers kPing with kPong), so a dead candidate costs a second,
+  // not its deadline.
   auto alive = endpoint_->Call(leader.member.address, wire::MessageType::kPing,
                                MakeSharedBytes(""), kLivenessTimeout);
-  if (!alive.ok() && alive.status().code() != absl::StatusCode::kUnimplemented) {
-    return alive.status();
+  if (!alive.ok()) return alive.status();
+  if (alive->header.type != wire::MessageType::kPong) {
+    return absl::UnavailableError(absl::StrCat(
+        "the leader answered a ping with ", wire::MessageTypeName(alive->header.type)));
   }
   internal::JoinRequest request{key, self};
   state_->SetFollowing(&leader);

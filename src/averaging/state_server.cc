@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "averaging/state_messages.h"
 #include "hivemind/averaging/state_sharing.h"
+#include "hivemind/util/logging.h"
 #include "util/mutex.h"
 
 namespace hivemind {
@@ -64,36 +65,35 @@ class StateServerCore {
         key_(options_.prefix + ".state"),
         identity_(std::move(identity)) {}
 
-  // Builds and installs a snapshot, then stores its advert. Publishes one at a time,
-  // so the DHT never ends up advertising an older snapshot than the one served.
+  // Builds and installs a snapshot; the thread stores its advert. Snapshots are
+  // built one at a time, so a slower Publish cannot install an older state over a
+  // newer one.
   absl::Status Publish(const PeerState& state, const std::string& address) {
     MutexLock publishing(&publish_mu_);
     auto snapshot =
         BuildSnapshot(state, address, options_.stripe_bytes, options_.zstd_level);
     if (!snapshot.ok()) return snapshot.status();
-    std::string advert;
-    {
-      MutexLock lock(&mu_);
-      if (stopped_) return absl::CancelledError("state server shut down");
-      snapshot_ = *std::move(snapshot);
-      advert = snapshot_->advert_value;
-      next_refresh_ = absl::Now() + options_.refresh_period;
-      Kick();
-    }
-    return StoreAdvert(advert);
+    MutexLock lock(&mu_);
+    if (stopped_) return absl::CancelledError("state server shut down");
+    snapshot_ = *std::move(snapshot);
+    ++published_;
+    Kick();
+    return absl::OkStatus();
   }
 
-  absl::Status StoreAdvert(const std::string& value) {
-    absl::Status status =
-        dht_->Store(key_, identity_.public_key, value, absl::Now() + options_.advert_ttl,
-                    options_.dht_timeout, &identity_);
-    if (!status.ok()) {
-      MutexLock lock(&mu_);
-      ++stats_.advert_failures;
-    }
-    return status;
+  // Waits until the advert of the latest Publish (as of this call) was stored.
+  absl::Status WaitForAdvert(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    MutexLock lock(&mu_);
+    if (published_ == 0) return absl::FailedPreconditionError("nothing published");
+    const uint64_t wanted = published_;
+    cv_.WaitUntil(&mu_, deadline, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stored_ >= wanted || stopped_;
+    });
+    if (stored_ >= wanted) return store_status_;
+    if (stopped_) return absl::CancelledError("state server shut down");
+    return absl::DeadlineExceededError("the advert is not stored yet");
   }
-
   void OnRequest(const Message& message, Responder responder) {
     auto request = ParseStateRequest(message.body);
     if (!request.ok()) {
@@ -132,16 +132,16 @@ class StateServerCore {
     responder.Reply(wire::MessageType::kStateChunk, std::move(stripe));
   }
 
-  // The background thread: paced replies and advert refreshes until Stop.
+  // The background thread: paced replies, advert stores and refreshes until Stop.
   void Loop() {
     while (true) {
       std::vector<std::pair<Responder, SharedBytes>> due;
-      bool refresh = false;
-      if (!NextWork(&due, &refresh)) return;
+      bool store = false;
+      if (!NextWork(&due, &store)) return;
       for (auto& [responder, stripe] : due) {
         responder.Reply(wire::MessageType::kStateChunk, std::move(stripe));
       }
-      if (refresh) Refresh();
+      if (store) StoreLatestAdvert();
     }
   }
 
@@ -211,21 +211,39 @@ class StateServerCore {
     Kick();
   }
 
-  // Stores the current advert again. Under publish_mu_, so that it cannot land after
-  // (and override) the advert of a newer Publish.
-  void Refresh() {
-    MutexLock publishing(&publish_mu_);
+  // Stores the advert of the snapshot served now (the latest Publish's). Only the
+  // thread stores, so an older advert can never land after a newer one.
+  void StoreLatestAdvert() {
     std::string advert;
+    uint64_t generation = 0;
+    int64_t epoch = 0;
     {
       MutexLock lock(&mu_);
       if (stopped_ || snapshot_ == nullptr) return;
       advert = snapshot_->advert_value;
+      generation = published_;
+      epoch = snapshot_->advert.epoch;
     }
-    StoreAdvert(advert).IgnoreError();
+    absl::Status status =
+        dht_->Store(key_, identity_.public_key, advert, absl::Now() + options_.advert_ttl,
+                    options_.dht_timeout, &identity_);
+    if (!status.ok()) {
+      HIVEMIND_LOG(kWarning, "could not advertise the state of epoch ", epoch,
+                   " (retried in ", absl::FormatDuration(options_.refresh_period),
+                   "): ", status.ToString());
+    }
+    MutexLock lock(&mu_);
+    if (!status.ok()) ++stats_.advert_failures;
+    if (generation > stored_) {
+      stored_ = generation;
+      store_status_ = std::move(status);
+    }
+    cv_.SignalAll();
   }
 
-  // Waits for due replies or a due refresh; false once stopped.
-  bool NextWork(std::vector<std::pair<Responder, SharedBytes>>* due, bool* refresh) {
+  // Waits for due replies, or an advert to store (new or due for refresh); false
+  // once stopped.
+  bool NextWork(std::vector<std::pair<Responder, SharedBytes>>* due, bool* store) {
     MutexLock lock(&mu_);
     while (!stopped_) {
       const absl::Time now = absl::Now();
@@ -235,11 +253,12 @@ class StateServerCore {
         deferred_.pop_front();
         ++stats_.stripes_served;
       }
-      if (snapshot_ != nullptr && next_refresh_ <= now) {
-        *refresh = true;
+      if (snapshot_ != nullptr && (attempted_ < published_ || next_refresh_ <= now)) {
+        *store = true;
+        attempted_ = published_;
         next_refresh_ = now + options_.refresh_period;
       }
-      if (!due->empty() || *refresh) return true;
+      if (!due->empty() || *store) return true;
       absl::Time wake = now + absl::Hours(1);
       if (snapshot_ != nullptr) wake = std::min(wake, next_refresh_);
       if (!deferred_.empty()) wake = std::min(wake, deferred_.front().due);
@@ -256,12 +275,18 @@ class StateServerCore {
   // The endpoint's: its id is the advert's subkey, and it signs the advert, so
   // loaders can check the subkey is the writer.
   const KeyPair identity_;
-  Mutex publish_mu_;  // held through a whole Publish
+  Mutex publish_mu_;  // held while a Publish builds and installs its snapshot
   Mutex mu_;
   CondVar cv_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool kicked_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  // Publish calls so far; the latest whose advert store the thread began and
+  // finished, and how that store ended.
+  uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t attempted_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t stored_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status store_status_ ABSL_GUARDED_BY(mu_);
   absl::Time next_refresh_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   absl::Time next_paced_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::deque<Deferred> deferred_ ABSL_GUARDED_BY(mu_);
@@ -309,6 +334,10 @@ StateServer::~StateServer() { Shutdown(); }
 
 absl::Status StateServer::Publish(const PeerState& state) {
   return core_->Publish(state, endpoint_->address());
+}
+
+absl::Status StateServer::WaitForAdvert(absl::Duration timeout) {
+  return core_->WaitForAdvert(timeout);
 }
 
 StateServer::Stats StateServer::stats() const { return core_->stats(); }

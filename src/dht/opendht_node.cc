@@ -3,7 +3,6 @@
 #include <opendht/dhtrunner.h>
 
 #include <atomic>
-#include <cstdio>
 #include <cstring>
 #include <future>
 #include <map>
@@ -13,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "dht/record.h"
+#include "hivemind/util/logging.h"
 #include "util/mutex.h"
 
 namespace hivemind {
@@ -373,9 +373,11 @@ class OpenDhtNode::Impl {
     auto record = internal::ReadDhtRecord(KeyId(hash), DataOf(v));
     if (record.ok()) return *std::move(record);
     rejected_.fetch_add(1);
-    if (options_.log_rejected_records) {
-      std::fprintf(stderr, "[hivemind] DHT: dropped a record under '%s': %s\n",
-                   full_key.c_str(), std::string(record.status().message()).c_str());
+    const LogLevel level =
+        options_.log_rejected_records ? LogLevel::kWarning : LogLevel::kDebug;
+    if (LogEnabled(level)) {
+      LogLine(level, absl::StrCat("DHT: dropped a record under '", full_key,
+                                  "': ", record.status().message()));
     }
     return std::nullopt;
   }

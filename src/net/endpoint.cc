@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <future>
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "hivemind/util/logging.h"
 #include "hivemind/wire/error_body.h"
 #include "net/curve.h"
 #include "net/endpoint_core.h"
@@ -19,6 +19,8 @@ namespace internal {
 namespace {
 
 constexpr absl::Duration kMaxPollWait = absl::Milliseconds(100);
+// How long Call waits past its timeout for the I/O thread to report the outcome.
+constexpr absl::Duration kCallMargin = absl::Seconds(30);
 // Messages read from one socket per loop turn, so one busy peer cannot starve the
 // others or the command queue.
 constexpr int kMaxReadsPerTurn = 64;
@@ -61,7 +63,11 @@ EndpointCore::EndpointCore(EndpointOptions options) : options_(std::move(options
   next_request_id_ = (uint64_t{rd()} << 32) | rd();
 }
 
-EndpointCore::~EndpointCore() { Stop(); }
+EndpointCore::~EndpointCore() {
+  Stop();
+  // Closed only here: Wake() may run on any thread until the last reference goes.
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
 
 void EndpointCore::ConfigureSocket(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::linger, 0);
@@ -118,7 +124,10 @@ absl::Status EndpointCore::Start() {
                                              options_.listen_address, "': ", e.what()));
     }
   }
-  started_ = true;
+  {
+    MutexLock lock(&stop_mu_);
+    started_ = true;
+  }
   // The router was created on this thread; from here on only the I/O thread uses it
   // (the thread start is a happens-before edge).
   thread_ = std::thread([this] { Run(); });
@@ -126,20 +135,20 @@ absl::Status EndpointCore::Start() {
 }
 
 void EndpointCore::Stop() {
-  if (!started_.exchange(false)) {
-    if (wake_fd_ >= 0) close(wake_fd_);
-    wake_fd_ = -1;
-    return;
+  MutexLock stop_lock(&stop_mu_);
+  if (started_) {
+    started_ = false;
+    stopping_ = true;
+    Wake();
+    thread_.join();
   }
-  stopping_ = true;
-  Wake();
-  thread_.join();
-  close(wake_fd_);
-  wake_fd_ = -1;
-  // Requests queued after the loop's last drain fail here, on this thread.
+  // Requests queued after the loop's last drain (or, for an endpoint that never
+  // started, at all) fail here, on this thread; later ones fail in Request.
   std::vector<OutgoingRequest> late;
   {
     MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
     late.swap(requests_);
     replies_.clear();
   }
@@ -163,22 +172,25 @@ void EndpointCore::SetHandler(wire::MessageType type, Endpoint::RequestHandler h
 void EndpointCore::Request(const std::string& address, wire::MessageType type,
                            SharedBytes body, absl::Time deadline,
                            Endpoint::ReplyCallback done) {
-  if (stopping_ || !started_) {
-    done(absl::CancelledError("endpoint shut down"));
-    return;
-  }
   {
     MutexLock lock(&mu_);
-    requests_.push_back({address, type, std::move(body), deadline, std::move(done)});
+    if (!closed_) {
+      requests_.push_back({address, type, std::move(body), deadline, std::move(done)});
+      done = nullptr;
+    }
+  }
+  if (done) {  // shut down: outside the lock, since `done` may call back in
+    done(absl::CancelledError("endpoint shut down"));
+    return;
   }
   Wake();
 }
 
 void EndpointCore::Reply(const std::string& routing_id, uint64_t request_id,
                          wire::MessageType type, SharedBytes body) {
-  if (stopping_) return;
   {
     MutexLock lock(&mu_);
+    if (closed_) return;
     replies_.push_back({routing_id, request_id, type, std::move(body)});
   }
   Wake();
@@ -407,6 +419,10 @@ void EndpointCore::HandleRequest(const std::string& routing_id,
     auto it = handlers_.find(frame->header.type);
     if (it != handlers_.end()) handler = it->second;
   }
+  if (handler == nullptr && frame->header.type == wire::MessageType::kPing) {
+    responder.Reply(wire::MessageType::kPong, nullptr);  // liveness, built in
+    return;
+  }
   if (handler == nullptr) {
     responder.ReplyError(absl::UnimplementedError(absl::StrCat(
         "no handler for ", wire::MessageTypeName(frame->header.type), " messages")));
@@ -427,9 +443,8 @@ absl::Status EndpointCore::Admission(const std::string& routing_id,
       policy_->AdmitClient(key, ConnectionProperty(first, kProofProperty));
   if (!admitted.ok()) {
     // Once per connection: a refused peer that keeps sending does not flood the log.
-    std::fprintf(stderr, "[hivemind] endpoint %s refused a connection from %s: %s\n",
-                 address_.c_str(), ConnectionProperty(first, "Peer-Address").c_str(),
-                 std::string(admitted.message()).c_str());
+    HIVEMIND_LOG(kWarning, "endpoint ", address_, " refused a connection from ",
+                 ConnectionProperty(first, "Peer-Address"), ": ", admitted.message());
   }
   if (admission_.size() >= kMaxRememberedConnections) admission_.clear();
   admission_.emplace(routing_id, admitted);
@@ -533,6 +548,14 @@ absl::StatusOr<Message> Endpoint::Call(const std::string& address, wire::Message
   Request(
       address, type, std::move(body), absl::Now() + timeout,
       [promise](absl::StatusOr<Message> reply) { promise->set_value(std::move(reply)); });
+  // The I/O thread completes every request by its deadline; the margin covers a
+  // shutdown in progress. Past it something is broken: say so rather than hang.
+  if (timeout < absl::Hours(24) &&
+      result.wait_for(absl::ToChronoNanoseconds(timeout + internal::kCallMargin)) !=
+          std::future_status::ready) {
+    return absl::InternalError(
+        absl::StrCat("request to '", address, "' was not completed by its deadline"));
+  }
   return result.get();
 }
 

@@ -33,7 +33,8 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
 
   // Creates the sockets, binds, and starts the I/O thread.
   absl::Status Start();
-  // Stops and joins the I/O thread. Idempotent.
+  // Stops and joins the I/O thread, then fails the requests still queued. Idempotent
+  // and safe to call from several threads at once (each returns once stopped).
   void Stop();
 
   const std::string& address() const { return address_; }
@@ -103,10 +104,17 @@ class EndpointCore : public std::enable_shared_from_this<EndpointCore> {
   zmq::context_t context_;
   int wake_fd_ = -1;
   std::thread thread_;
+  // Set by Stop to end the I/O loop; read by the loop.
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> started_{false};
+  // Held through the whole of Stop: a second, concurrent Stop waits for the first
+  // and then finds the endpoint stopped.
+  Mutex stop_mu_;
+  bool started_ ABSL_GUARDED_BY(stop_mu_) = false;
 
   Mutex mu_;
+  // Set (under mu_) once the queues have been drained for the last time: from then
+  // on Request fails at once and Reply drops, so nothing queued goes unanswered.
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<OutgoingRequest> requests_ ABSL_GUARDED_BY(mu_);
   std::vector<OutgoingReply> replies_ ABSL_GUARDED_BY(mu_);
 

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -25,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "hivemind/averaging/averager.h"
 #include "hivemind/averaging/state_sharing.h"
+#include "hivemind/util/logging.h"
 #include "optim/host_staging.h"
 #include "util/status_macros.h"
 
@@ -116,6 +116,10 @@ class OptimizerCore {
   absl::Status ApplyState(const PeerState& state);
   void PublishState();
   void LogEpoch(const OptimizerStepReport& report);
+  // One line per round: at info level when it succeeded (hivemind's "Finished
+  // averaging round"), a warning when it failed.
+  static void LogRound(absl::string_view what, int64_t epoch, const absl::Status& status,
+                       int group_size);
   std::string Schema() const;
 
   Dht* const dht_;
@@ -212,7 +216,8 @@ absl::Status ValidateOptions(const OptimizerOptions& o) {
   }
   if (!o.endpoint.client_mode && !absl::EndsWith(o.endpoint.listen_address, ":0")) {
     return absl::InvalidArgumentError(
-        "endpoint.listen_address must use port 0 (the optimizer opens two endpoints)");
+        "endpoint.listen_address must use port 0 (the optimizer opens one endpoint per "
+        "averager)");
   }
   return absl::OkStatus();
 }
@@ -332,16 +337,12 @@ absl::StatusOr<OptimizerStepReport> OptimizerCore::Step(int64_t batch_size, doub
       reload_at_epoch_ = swarm_epoch + 1;
     }
     if (!loaded.ok() && !catch_up) {
-      std::fprintf(stderr,
-                   "[hivemind] could not load state from peers after a missed round "
-                   "(%s); going on with local parameters\n",
-                   loaded.ToString().c_str());
+      HIVEMIND_LOG(kWarning, "could not load state from peers after a missed round (",
+                   loaded.ToString(), "); going on with local parameters");
     } else if (!loaded.ok()) {
-      std::fprintf(stderr,
-                   "[hivemind] could not load state from peers (%s); jumping "
-                   "to the swarm's epoch with local parameters, trying again at the "
-                   "next epoch\n",
-                   loaded.ToString().c_str());
+      HIVEMIND_LOG(kWarning, "could not load state from peers (", loaded.ToString(),
+                   "); jumping to the swarm's epoch with local parameters, trying "
+                   "again at the next epoch");
       local_epoch_ = static_cast<int64_t>(swarm_epoch);
       tracker_->UpdateEpoch(static_cast<uint64_t>(local_epoch_));
       reload_at_epoch_ = swarm_epoch + 1;
@@ -532,8 +533,7 @@ void OptimizerCore::ApplyGradients(const std::vector<float>& grads) {
 void OptimizerCore::InnerStep() {
   absl::Status stepped = inner_->Step();
   if (!stepped.ok()) {
-    std::fprintf(stderr, "[hivemind] the inner optimizer's step failed: %s\n",
-                 stepped.ToString().c_str());
+    HIVEMIND_LOG(kError, "the inner optimizer's step failed: ", stepped.ToString());
   }
 }
 
@@ -541,13 +541,7 @@ void OptimizerCore::ApplyAveragedGradients(OptimizerStepReport* report) {
   std::vector<float> grads = MeanGradients();
   report->averaging_status =
       Average(*grad_averager_, grads, static_cast<float>(samples_), &report->group_size);
-  if (!report->averaging_status.ok()) {
-    std::fprintf(stderr,
-                 "[hivemind] epoch %lld: gradient averaging failed (%s); "
-                 "stepping with local gradients\n",
-                 static_cast<long long>(local_epoch_),
-                 report->averaging_status.ToString().c_str());
-  }
+  LogRound("gradients", local_epoch_, report->averaging_status, report->group_size);
   ResyncIfOthersAveraged(report->averaging_status);
   // Averaging failed entirely: `grads` still holds the local mean gradient.
   ApplyGradients(grads);
@@ -580,8 +574,8 @@ absl::Status OptimizerCore::Finish(absl::Duration window) {
   absl::Status status = absl::OkStatus();
   if (last_epoch_failed_ && !auxiliary()) {
     status = LoadStateFromPeers(window, local_epoch_);
-    std::fprintf(stderr, "[hivemind] run end: the last epoch's round failed; %s\n",
-                 status.ok() ? "loaded the swarm's state" : status.ToString().c_str());
+    HIVEMIND_LOG(kInfo, "run end: the last epoch's round failed; ",
+                 status.ok() ? "loaded the swarm's state" : status.ToString());
   }
   // Meanwhile the state server goes on serving this peer's state to stragglers.
   absl::SleepFor(end - absl::Now());
@@ -600,13 +594,7 @@ void OptimizerCore::FinishDelayedRound(OptimizerStepReport* report) {
   pending_.reset();
   report->averaging_status =
       FinishAveraging(*grad_averager_, pending.step, pending.grads, &report->group_size);
-  if (!report->averaging_status.ok()) {
-    std::fprintf(stderr,
-                 "[hivemind] epoch %lld: gradient averaging failed (%s); "
-                 "stepping with local gradients\n",
-                 static_cast<long long>(pending.epoch),
-                 report->averaging_status.ToString().c_str());
-  }
+  LogRound("gradients", pending.epoch, report->averaging_status, report->group_size);
   ApplyGradients(pending.grads);
 }
 
@@ -616,6 +604,7 @@ void OptimizerCore::ApplyDiLoCo(OptimizerStepReport* report) {
   for (size_t i = 0; i < total_; ++i) pseudo[i] = anchor_[i] - params[i];
   report->averaging_status =
       Average(*grad_averager_, pseudo, static_cast<float>(samples_), &report->group_size);
+  LogRound("outer gradients", local_epoch_, report->averaging_status, report->group_size);
   const float lr = static_cast<float>(options_.diloco_outer_lr);
   const float mu = static_cast<float>(options_.diloco_outer_momentum);
   for (size_t i = 0; i < total_; ++i) {  // Nesterov SGD on the anchor
@@ -639,8 +628,8 @@ std::vector<torch::Tensor> OptimizerCore::StartStatistics(
   if (!stats_averager_) {
     auto made = MakeAverager("stats", sizes, options_.state_codec, false);
     if (!made.ok()) {
-      std::fprintf(stderr, "[hivemind] cannot average optimizer statistics: %s\n",
-                   made.status().ToString().c_str());
+      HIVEMIND_LOG(kWarning,
+                   "cannot average optimizer statistics: ", made.status().ToString());
       return {};
     }
     stats_averager_ = *std::move(made);
@@ -661,10 +650,7 @@ void OptimizerCore::AverageParameters() {
                                          : StartStatistics(&flat_stats, &stats_step);
   int group_size = 1;
   absl::Status status = Average(*state_averager_, params, 1.0f, &group_size);
-  if (!status.ok()) {
-    std::fprintf(stderr, "[hivemind] epoch %lld: parameter averaging failed (%s)\n",
-                 static_cast<long long>(local_epoch_), status.ToString().c_str());
-  }
+  LogRound("parameters", local_epoch_, status, group_size);
   ResyncIfOthersAveraged(status);
   if (!auxiliary() && group_size > 1) SetParameters(params);
   if (stats.empty() || !stats_step) return;
@@ -716,10 +702,11 @@ absl::Status OptimizerCore::ApplyState(const PeerState& state) {
 void OptimizerCore::PublishState() {
   if (!state_server_ || auxiliary()) return;
   absl::StatusOr<PeerState> state = CurrentState();
+  // Publish only snapshots: the server's thread stores the advert (and logs a
+  // failed store), so a slow DHT never stalls the step.
   absl::Status published = state.ok() ? state_server_->Publish(*state) : state.status();
   if (!published.ok()) {
-    std::fprintf(stderr, "[hivemind] could not advertise the state: %s\n",
-                 published.ToString().c_str());
+    HIVEMIND_LOG(kWarning, "could not serve the state: ", published.ToString());
   }
 }
 
@@ -736,11 +723,8 @@ absl::Status OptimizerCore::LoadStateFromPeers(std::optional<absl::Duration> tim
       PeerState state,
       hivemind::LoadStateFromPeers(state_averager_->endpoint(), dht_, load, &report));
   HIVEMIND_RETURN_IF_ERROR(ApplyState(state));
-  std::fprintf(stderr,
-               "[hivemind] loaded the state of epoch %lld (%llu bytes) from %zu "
-               "donor(s)\n",
-               static_cast<long long>(state.epoch),
-               static_cast<unsigned long long>(report.state_bytes), report.donors.size());
+  HIVEMIND_LOG(kInfo, "loaded the state of epoch ", state.epoch, " (", report.state_bytes,
+               " bytes) from ", report.donors.size(), " donor(s)");
   PublishState();
   return absl::OkStatus();
 }
@@ -767,6 +751,17 @@ absl::Status OptimizerCore::LoadCheckpoint(const std::string& path) {
   HIVEMIND_RETURN_IF_ERROR(ApplyState(state));
   PublishState();
   return absl::OkStatus();
+}
+
+void OptimizerCore::LogRound(absl::string_view what, int64_t epoch,
+                             const absl::Status& status, int group_size) {
+  if (status.ok()) {
+    HIVEMIND_LOG(kInfo, "epoch ", epoch, ": finished averaging ", what, " with ",
+                 group_size, " peer(s)");
+  } else {
+    HIVEMIND_LOG(kWarning, "epoch ", epoch, ": averaging ", what, " failed (",
+                 status.ToString(), "); going on with local values");
+  }
 }
 
 void OptimizerCore::LogEpoch(const OptimizerStepReport& report) {

@@ -45,5 +45,10 @@ void BufferPool::Give(std::unique_ptr<std::string> owned) {
   free_.push_back(std::move(owned));
 }
 
+size_t BufferPool::cached_bytes() const {
+  MutexLock lock(&mu_);
+  return cached_bytes_;
+}
+
 }  // namespace internal
 }  // namespace hivemind

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "hivemind/net/endpoint.h"
+#include "hivemind/util/shared_bytes.h"
 #include "util/mutex.h"
 
 namespace hivemind {
@@ -32,11 +32,14 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   // Returns a buffer to the pool (or frees it when the pool is full).
   void Give(std::unique_ptr<std::string> buffer);
 
+  // Capacity now held in released buffers (at most max_cached_bytes).
+  size_t cached_bytes() const;
+
  private:
   explicit BufferPool(size_t max_cached_bytes) : max_cached_bytes_(max_cached_bytes) {}
 
   const size_t max_cached_bytes_;
-  Mutex mu_;
+  mutable Mutex mu_;
   std::vector<std::unique_ptr<std::string>> free_ ABSL_GUARDED_BY(mu_);
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -1,12 +1,12 @@
 #include "hivemind/wire/buffer.h"
 
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "hivemind/util/logging.h"
 #include "util/bytes.h"
 #include "util/status_macros.h"
 
@@ -42,8 +42,8 @@ void Writer::PutBytes(absl::string_view value) {
   // A wrapped length prefix would silently desynchronize every later field, so this
   // is checked even in release builds.
   if (value.size() > std::numeric_limits<uint32_t>::max()) {
-    std::fprintf(stderr, "hivemind::wire: PutBytes of %zu bytes exceeds the u32 prefix\n",
-                 value.size());
+    HIVEMIND_LOG(kError, "wire: PutBytes of ", value.size(),
+                 " bytes exceeds the u32 prefix");
     std::abort();
   }
   PutU32(static_cast<uint32_t>(value.size()));

@@ -2,12 +2,12 @@
 
 #include <xxhash.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "hivemind/util/logging.h"
 #include "util/bytes.h"
 #include "util/status_macros.h"
 
@@ -40,10 +40,8 @@ uint64_t BodyChecksum(absl::string_view body) {
 // desynchronize the stream, so this is checked even in release builds.
 void CheckEncodableBodySize(size_t size) {
   if (size > kMaxEncodableBodySize) {
-    std::fprintf(stderr,
-                 "hivemind::wire: frame body of %zu bytes exceeds the wire maximum "
-                 "of %llu bytes\n",
-                 size, static_cast<unsigned long long>(kMaxEncodableBodySize));
+    HIVEMIND_LOG(kError, "wire: frame body of ", size,
+                 " bytes exceeds the wire maximum of ", kMaxEncodableBodySize, " bytes");
     std::abort();
   }
 }

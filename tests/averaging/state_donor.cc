@@ -41,8 +41,10 @@ int main(int argc, char** argv) {
   const absl::Status published = (*server)->Publish(hivemind::testing_state::MakeState(
       std::strtoull(argv[3], nullptr, 10), std::atoll(argv[4]),
       std::strtoull(argv[5], nullptr, 10)));
-  if (!published.ok()) {
-    std::cout << "FAILED " << published << std::endl;
+  const absl::Status advertised =
+      published.ok() ? (*server)->WaitForAdvert(absl::Seconds(30)) : published;
+  if (!advertised.ok()) {
+    std::cout << "FAILED " << advertised << std::endl;
     return 1;
   }
   std::cout << "READY " << (*endpoint)->address() << std::endl;

@@ -1,4 +1,5 @@
-// State sharing over a real OpenDHT and real endpoints on 127.0.0.1.
+// State sharing between real endpoints on 127.0.0.1, over an in-memory DHT
+// (state_process_test runs donors as processes over a real OpenDHT).
 #include "hivemind/averaging/state_sharing.h"
 
 #include <atomic>
@@ -8,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "averaging/state_messages.h"
 #include "gtest/gtest.h"
-#include "hivemind/dht/opendht_node.h"
+#include "hivemind/dht/memory_dht.h"
 #include "hivemind/wire/buffer.h"
 #include "tests/averaging/state_fixture.h"
 
@@ -121,27 +122,16 @@ TEST(StateMessages, StripesGrowSoTheAdvertFitsTheDht) {
 }
 
 struct Peer {
-  std::unique_ptr<OpenDhtNode> dht;
+  std::unique_ptr<Dht> dht;
   std::unique_ptr<Endpoint> endpoint;
   std::unique_ptr<StateServer> server;
 };
 
 class StateSharing : public ::testing::Test {
  protected:
-  void SetUp() override {
-    DhtOptions options;
-    options.run_id = "state";
-    auto bootstrap = OpenDhtNode::Create(options);
-    ASSERT_TRUE(bootstrap.ok()) << bootstrap.status();
-    bootstrap_ = std::move(bootstrap).value();
-  }
-
   Peer& AddPeer() {
     auto peer = std::make_unique<Peer>();
-    DhtOptions options;
-    options.run_id = "state";
-    options.initial_peers = {bootstrap_->address()};
-    peer->dht = std::move(OpenDhtNode::Create(options)).value();
+    peer->dht = swarm_.NewNode("state");
     peer->endpoint = std::move(Endpoint::Create({})).value();
     peers_.push_back(std::move(peer));
     return *peers_.back();
@@ -162,6 +152,8 @@ class StateSharing : public ::testing::Test {
     peer.server = std::move(server).value();
     const absl::Status published = peer.server->Publish(state);
     EXPECT_TRUE(published.ok()) << published;
+    const absl::Status advertised = peer.server->WaitForAdvert(absl::Seconds(10));
+    EXPECT_TRUE(advertised.ok()) << advertised;
     return peer;
   }
 
@@ -173,7 +165,7 @@ class StateSharing : public ::testing::Test {
     return options;
   }
 
-  std::unique_ptr<OpenDhtNode> bootstrap_;
+  MemoryDhtSwarm swarm_;  // declared first: destroyed after the peers
   std::vector<std::unique_ptr<Peer>> peers_;
 };
 
@@ -238,14 +230,15 @@ TEST_F(StateSharing, FasterDonorsServeMoreStripes) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_TRUE(BitIdentical(state, *loaded));
   ASSERT_EQ(report.donors.size(), 2u);
+  const StateDonorReport* slow_report = nullptr;
   for (const StateDonorReport& d : report.donors) {
     EXPECT_TRUE(d.status.ok()) << d.status;
-    if (d.address == slow.endpoint->address()) {
-      // At 20x the pace, the fast donor leaves the slow one a handful of stripes.
-      EXPECT_LE(d.stripes, report.stripes / 4);
-      EXPECT_GE(d.stripes, 1u);
-    }
+    if (d.address == slow.endpoint->address()) slow_report = &d;
   }
+  ASSERT_NE(slow_report, nullptr) << "the slow donor is missing from the report";
+  // At 20x the pace, the fast donor leaves the slow one a handful of stripes.
+  EXPECT_LE(slow_report->stripes, report.stripes / 4);
+  EXPECT_GE(slow_report->stripes, 1u);
 }
 
 TEST_F(StateSharing, ChoosesTheMostAdvancedEpochAndItsLargestDonorSet) {
@@ -467,6 +460,45 @@ TEST_F(StateSharing, RejectsBadOptions) {
   LoadStateOptions load;
   EXPECT_EQ(LoadStateFromPeers(peer.endpoint.get(), peer.dht.get(), load).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// The advert is stored by the server's thread: Publish (on the training thread)
+// returns while a slow DHT is still storing, and a partitioned one only fails the
+// store, which WaitForAdvert reports and Stats count.
+TEST_F(StateSharing, PublishDoesNotWaitForTheDht) {
+  Peer& donor = AddPeer();
+  StateServerOptions options;
+  options.prefix = "run";
+  options.stripe_bytes = 4096;
+  options.dht_timeout = absl::Seconds(1);
+  auto server = StateServer::Create(donor.endpoint.get(), donor.dht.get(), options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->WaitForAdvert(absl::ZeroDuration()).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  swarm_.SetLatency(absl::Milliseconds(800));
+  const PeerState state = MakeState(10'000, 3, 12);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE((*server)->Publish(state).ok());
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(400)) << "Publish waited for the DHT";
+  EXPECT_EQ((*server)->WaitForAdvert(absl::Milliseconds(10)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE((*server)->WaitForAdvert(absl::Seconds(10)).ok());
+  swarm_.SetLatency(absl::ZeroDuration());
+  Peer& loader = AddPeer();
+  auto loaded =
+      LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), LoadOptions());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(BitIdentical(state, *loaded));
+
+  swarm_.SetPartitioned(true);
+  const absl::Time partitioned = absl::Now();
+  ASSERT_TRUE((*server)->Publish(MakeState(10'000, 4, 13)).ok());
+  EXPECT_LT(absl::Now() - partitioned, absl::Milliseconds(400));
+  EXPECT_EQ((*server)->WaitForAdvert(absl::Seconds(10)).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ((*server)->stats().advert_failures, 1u);
+  EXPECT_EQ((*server)->stats().epoch, 4);  // served even though not advertised
 }
 
 TEST_F(StateSharing, RefreshesTheAdvertAndRefusesAfterShutdown) {

@@ -209,7 +209,7 @@ class HIVEMIND_EXPORT AllReducer {
   // the round ends (at the latest options.timeout after the call).
   //
   // Returns the report (partial failures are in it, not in the status), or:
-  //  - kInvalidArgument: my_index out of range, an empty or duplicate group id, a
+  //  - kInvalidArgument: my_index out of range, a group id not of 1 to 64 bytes, a
   //    non-finite or negative weight, a residual or reference of the wrong size, a
   //    reference whose hash is not this member's reference_hash, values holding
   //    NaN or Inf or a value beyond aggregation.max_abs_value, invalid

@@ -163,9 +163,9 @@ class HIVEMIND_EXPORT StepHandle {
   bool done() const { return stage() == StepStage::kDone; }
 
   // Blocks until the step is done and returns its result, or the step's error:
-  //  - kInvalidArgument: a bad weight or an oversized gather;
+  //  - kInvalidArgument: a bad weight or an oversized gather, or tensors holding
+  //    NaN or Inf (found at the all-reduce: nothing is sent);
   //  - kDeadlineExceeded: no group formed within the step's timeout;
-  //  - kUnavailable: the DHT refused the declaration;
   //  - kCancelled: cancelled, or the averager shut down before the all-reduce began
   //    (or during it).
   absl::StatusOr<StepResult> Wait() const;

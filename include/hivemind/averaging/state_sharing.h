@@ -115,8 +115,9 @@ class StateServerCore;
 // answered on the endpoint's I/O thread without copying: the stripes are immutable
 // shared buffers, kept alive by replies in flight even after a new Publish.
 //
-// Threads: one background thread refreshes the advert (and sends paced replies
-// with serve_interval); Shutdown and the destructor join it.
+// Threads: one background thread stores and refreshes the advert (and sends paced
+// replies with serve_interval); Shutdown and the destructor join it (within
+// dht_timeout, if a store is under way).
 //
 // Thread safety: every method may be called from any thread; Publish calls are
 // serialized. The endpoint and the DHT must outlive the server.
@@ -132,16 +133,23 @@ class HIVEMIND_EXPORT StateServer {
   StateServer& operator=(const StateServer&) = delete;
 
   // Snapshots `state` (serializes, stripes and hashes it: about three passes over
-  // its bytes), starts serving it in place of the previous one, and stores its
-  // advert in the DHT. Requests for the previous state are refused from now on
-  // (kFailedPrecondition), so loaders move to donors that still hold it.
+  // its bytes) and starts serving it in place of the previous one. Requests for the
+  // previous state are refused from now on (kFailedPrecondition), so loaders move to
+  // donors that still hold it. The advert is stored in the DHT by the server's
+  // thread, never the caller's: a slow or unreachable DHT does not stall training
+  // (a failed store is logged, counted in Stats::advert_failures and retried at the
+  // next refresh). WaitForAdvert waits for it.
   //
-  // Returns OK once the advert is stored; else the state is served anyway and the
-  // advert is retried at the next refresh, and the DHT's error comes back
-  // (kDeadlineExceeded, ...). kInvalidArgument if the state is too large to
+  // Returns OK once the state is served. kInvalidArgument if it is too large to
   // advertise (over 125 GiB: 4000 stripes of 32 MiB) or its metadata is over
   // kMaxStateMetadataSize; kCancelled after Shutdown.
   absl::Status Publish(const PeerState& state);
+
+  // Waits up to `timeout` for the store of the latest Publish's advert (as of this
+  // call) and returns how it ended: OK, or the DHT's error (kDeadlineExceeded, ...).
+  // kDeadlineExceeded if it is still under way; kFailedPrecondition before any
+  // Publish; kCancelled after Shutdown.
+  absl::Status WaitForAdvert(absl::Duration timeout);
 
   struct Stats {
     int64_t epoch = 0;          // of the state served now

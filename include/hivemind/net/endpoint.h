@@ -22,17 +22,10 @@
 #include "absl/time/time.h"
 #include "hivemind/export.h"
 #include "hivemind/net/identity.h"
+#include "hivemind/util/shared_bytes.h"
 #include "hivemind/wire/frame.h"
 
 namespace hivemind {
-
-// A body to send. Shared and immutable: the same bytes may be in flight to several
-// peers at once, and ZeroMQ sends them without copying.
-using SharedBytes = std::shared_ptr<const std::string>;
-
-inline SharedBytes MakeSharedBytes(std::string bytes) {
-  return std::make_shared<const std::string>(std::move(bytes));
-}
 
 // A received message. The body points into buffers owned by `storage`, so it stays
 // valid as long as the Message (or a copy of it) lives, on any thread.
@@ -138,9 +131,13 @@ class HIVEMIND_EXPORT Endpoint {
  public:
   // Called on the I/O thread for each valid request of a registered type.
   using RequestHandler = std::function<void(Message request, Responder responder)>;
-  // Called on the I/O thread exactly once per request: with the reply, with the
-  // peer's error (a kError reply), kDeadlineExceeded when the deadline passes first,
-  // kDataLoss for a malformed reply, or kCancelled at shutdown.
+  // Called exactly once per request: with the reply, with the peer's error (a kError
+  // reply), kDeadlineExceeded when the deadline passes first, kDataLoss for a
+  // malformed reply, or kCancelled at shutdown. It runs on the I/O thread, except
+  // for kCancelled: a request still queued when the endpoint shuts down completes on
+  // the thread that calls Shutdown, and a request made after the shutdown completes
+  // inside Request, on the caller's thread, before Request returns (so a caller must
+  // not hold a lock there that `done` takes).
   using ReplyCallback = std::function<void(absl::StatusOr<Message> reply)>;
 
   // Binds (unless in client mode) and starts the I/O thread. Returns
@@ -167,7 +164,8 @@ class HIVEMIND_EXPORT Endpoint {
 
   // Routes requests of `type` to `handler` (replacing any previous one; an empty
   // handler removes it). Requests of a type without a handler get a kUnimplemented
-  // error reply.
+  // error reply, except kPing: without a handler of its own, every endpoint answers
+  // it with an empty kPong (the liveness check of matchmaking).
   void SetHandler(wire::MessageType type, RequestHandler handler);
 
   // Sends a request to the peer listening at `address` (another endpoint's
@@ -177,7 +175,8 @@ class HIVEMIND_EXPORT Endpoint {
   void Request(const std::string& address, wire::MessageType type, SharedBytes body,
                absl::Time deadline, ReplyCallback done);
 
-  // Blocking convenience: Request and wait for its outcome.
+  // Blocking convenience: Request and wait for its outcome (at most `timeout`, plus
+  // the time a shutdown takes).
   absl::StatusOr<Message> Call(const std::string& address, wire::MessageType type,
                                SharedBytes body, absl::Duration timeout);
 
@@ -192,8 +191,10 @@ class HIVEMIND_EXPORT Endpoint {
   };
   Stats stats() const;
 
-  // Stops the I/O thread and closes every socket; pending requests complete with
-  // kCancelled. Idempotent; called by the destructor.
+  // Stops the I/O thread and closes every socket; pending and queued requests
+  // complete with kCancelled before it returns. Idempotent, and safe to call from
+  // several threads at once (each returns once the endpoint has stopped); called by
+  // the destructor. Must not be called from a handler or callback (the I/O thread).
   void Shutdown();
 
  private:

@@ -129,9 +129,10 @@ struct HIVEMIND_EXPORT OptimizerOptions {
   // weight 0). Default: kNode.
   MemberMode mode = MemberMode::kNode;
 
-  // The endpoints' options (both averagers use one each: gradients, and
-  // parameters plus state serving). The listen address's port must be 0 (each
-  // endpoint takes a free one). Default: 127.0.0.1, free ports.
+  // The endpoints' options (each of the three averagers has one: gradients,
+  // parameters plus state serving, and the optimizer's statistics, made at the first
+  // state round). The listen address's port must be 0 (each endpoint takes a free
+  // one). Default: 127.0.0.1, free ports.
   EndpointOptions endpoint;
 
   // Announced bandwidth for load balancing (0 = unknown). Default: 0.
