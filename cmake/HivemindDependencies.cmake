@@ -10,6 +10,8 @@ pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET cppzmq)
 pkg_check_modules(OPENDHT REQUIRED IMPORTED_TARGET opendht)
 # Ed25519 identities and DHT record signatures.
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+# JSON (header-only): the epoch log's lines.
+find_package(nlohmann_json 3 REQUIRED)
 
 if(HIVEMIND_WITH_TORCH)
   # Debian's libtorch-dev (CPU). Its imported targets carry the include directories

@@ -10,7 +10,7 @@
 # What it holds: the headers of the libraries the project includes (boost only as far
 # as msgpack uses it, the files the build here read), their shared libraries and the
 # libraries those load (as ldd lists them for a test binary of build/, without glibc,
-# libstdc++ and CUDA), absl's and GTest's CMake packages, GTest's static libraries,
+# libstdc++ and CUDA), absl's, GTest's and nlohmann_json's CMake packages, GTest's static libraries,
 # Google Benchmark, and pkg-config files (prefix @PREFIX@, set at unpack) without private requirements.
 # Needs build/ (./scripts/test.sh or cmake) for the ldd list and the boost file list.
 set -euo pipefail
@@ -31,7 +31,7 @@ mkdir -p "$usr/include" "$arch_lib/pkgconfig"
 # Headers: whole packages, plus the boost files that msgpack pulled into build/.
 packages=(libabsl-dev libsodium-dev libopendht-dev libgnutls28-dev zlib1g-dev
           libzstd-dev libzmq3-dev libxxhash-dev cppzmq-dev libgtest-dev libgmock-dev
-          libmsgpack-cxx-dev libbenchmark-dev)
+          libmsgpack-cxx-dev libbenchmark-dev nlohmann-json3-dev)
 for p in "${packages[@]}"; do
   dpkg -L "$p" | grep '^/usr/include/' | while read -r f; do
     [[ -f "$f" ]] && echo "$f"
@@ -71,6 +71,8 @@ ln -sf "$(basename "$bench")" "$arch_lib/$(objdump -p "$bench" | awk '/SONAME/ {
 mkdir -p "$arch_lib/cmake"
 cp -r /usr/lib/x86_64-linux-gnu/cmake/absl /usr/lib/x86_64-linux-gnu/cmake/GTest \
   /usr/lib/x86_64-linux-gnu/cmake/benchmark "$arch_lib/cmake/"
+mkdir -p "$usr/share/cmake"
+cp -r /usr/share/cmake/nlohmann_json "$usr/share/cmake/"
 
 # pkg-config files with only what the build asks (their private requirements name
 # packages that are not in the bundle; the shared libraries carry their own needs).

@@ -9,6 +9,7 @@ packages=(
   clang clang-format clang-tidy libclang-rt-14-dev
   # core libraries
   libzstd-dev libxxhash-dev libzmq3-dev cppzmq-dev libsodium-dev libabsl-dev libopendht-dev
+  nlohmann-json3-dev
   # torch (C++ and Python, same build)
   libtorch-dev python3-torch python3-dev pybind11-dev
   # tests and benchmarks

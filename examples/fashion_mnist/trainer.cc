@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
@@ -199,15 +201,17 @@ void LogStep(const std::string& name, double seconds,
   const bool notable =
       !report.ok() || report->epoch_advanced || report->loaded_state || seconds > 1.0;
   if (path.empty() || !notable) return;
+  nlohmann::ordered_json line;
+  line["time"] = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  line["peer"] = name;
+  line["seconds"] = seconds;
+  line["epoch"] = report.ok() ? report->epoch : -1;
+  line["advanced"] = report.ok() && report->epoch_advanced;
+  line["loaded"] = report.ok() && report->loaded_state;
+  line["ok"] = report.ok();
   std::ofstream out(path, std::ios::app);
-  out << absl::StrFormat(
-      "{\"time\":%.3f,\"peer\":\"%s\",\"seconds\":%.3f,\"epoch\":%d,"
-      "\"advanced\":%s,\"loaded\":%s,\"ok\":%s}\n",
-      absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), name, seconds,
-      report.ok() ? report->epoch : -1,
-      report.ok() && report->epoch_advanced ? "true" : "false",
-      report.ok() && report->loaded_state ? "true" : "false",
-      report.ok() ? "true" : "false");
+  out << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+      << '\n';
 }
 
 // The single-process reference: the same model, optimizer and global batch.
@@ -321,7 +325,9 @@ int Run() {
   options.average_state_every = absl::GetFlag(FLAGS_average_state_every);
   options.target_group_size = absl::GetFlag(FLAGS_target_group_size);
   options.min_group_size = absl::GetFlag(FLAGS_min_group_size);
-  options.progress_log = absl::GetFlag(FLAGS_progress_log);
+  if (const std::string path = absl::GetFlag(FLAGS_progress_log); !path.empty()) {
+    options.on_epoch = hivemind::AppendEpochJsonLines(path);
+  }
   options.averaging_timeout = absl::Seconds(absl::GetFlag(FLAGS_averaging_timeout));
   options.delay_updates = absl::GetFlag(FLAGS_delay_updates);
   options.matchmaking_time = absl::Seconds(absl::GetFlag(FLAGS_matchmaking_time));

@@ -238,7 +238,7 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
   o.bandwidth = bandwidth;
   o.load_state_max_donors = load_state_max_donors;
   o.load_state_min_agreeing_donors = load_state_min_agreeing_donors;
-  o.progress_log = std::move(progress_log);
+  if (!progress_log.empty()) o.on_epoch = AppendEpochJsonLines(std::move(progress_log));
 
   auto inner = std::make_unique<PyInnerOptimizer>(std::move(optimizer));
   holder->inner = inner.get();

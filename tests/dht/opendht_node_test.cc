@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -396,6 +397,59 @@ TEST(OpenDhtNode, UnreachableInitialPeerIsUnavailable) {
   const absl::Time start = absl::Now();
   EXPECT_EQ(OpenDhtNode::Create(options).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+}  // namespace
+}  // namespace hivemind
+
+namespace hivemind {
+namespace {
+
+// A node that stores under a key while it looks the key up (a state server's advert
+// thread beside the same peer's state loader) still sees the others' records.
+TEST_F(DhtSwarm, GetDuringOwnStoreOfTheKeySeesTheOthers) {
+  const absl::Time expiration = absl::Now() + absl::Seconds(60);
+  ASSERT_TRUE(peers_[0]->Store("state", "advert", "a", expiration).ok());
+  ASSERT_TRUE(peers_[1]->Store("state", "advert", "b", expiration).ok());
+  auto before = peers_[2]->Get("state");
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_EQ(before->size(), 2u);
+  for (int i = 0; i < 5; ++i) {
+    std::thread store([&] {
+      EXPECT_TRUE(peers_[2]
+                      ->Store("state", "advert", absl::StrCat("c", i),
+                              absl::Now() + absl::Seconds(60))
+                      .ok());
+    });
+    absl::SleepFor(absl::Milliseconds(i));
+    auto records = peers_[2]->Get("state");
+    store.join();
+    ASSERT_TRUE(records.ok()) << records.status();
+    int others = 0;
+    for (const DhtRecord& r : *records) others += r.writer != peers_[2]->id();
+    EXPECT_EQ(others, 2) << "lookup " << i << " saw " << records->size() << " records";
+  }
+}
+
+}  // namespace
+}  // namespace hivemind
+
+namespace hivemind {
+namespace {
+
+// A lookup right after an empty one still asks the nodes: a record stored (and
+// confirmed) in between is found.
+TEST_F(DhtSwarm, GetAfterAnEmptyGetSeesANewRecord) {
+  for (int i = 0; i < 3; ++i) {
+    const std::string key = absl::StrCat("fresh", i);
+    auto empty = peers_[2]->Get(key);
+    ASSERT_TRUE(empty.ok()) << empty.status();
+    EXPECT_TRUE(empty->empty());
+    ASSERT_TRUE(peers_[0]->Store(key, "s", "v", absl::Now() + absl::Seconds(60)).ok());
+    auto records = peers_[2]->Get(key);
+    ASSERT_TRUE(records.ok()) << records.status();
+    EXPECT_EQ(records->size(), 1u) << "lookup " << i;
+  }
 }
 
 }  // namespace

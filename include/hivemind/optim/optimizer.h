@@ -60,6 +60,7 @@
 #include "hivemind/dht/dht.h"
 #include "hivemind/export.h"
 #include "hivemind/net/endpoint.h"
+#include "hivemind/optim/epoch_log.h"
 #include "hivemind/optim/progress_tracker.h"
 
 namespace hivemind {
@@ -152,10 +153,10 @@ struct HIVEMIND_EXPORT OptimizerOptions {
   // Stepped once per epoch, after the inner optimizer. Not owned; may be null.
   torch::optim::LRScheduler* scheduler = nullptr;
 
-  // Appends one JSON object per line for every epoch to this file ("" = none):
-  // time, peer, epoch, mean loss, swarm samples/s, peers, whether averaging
-  // succeeded. Default: "".
-  std::string progress_log;
+  // Called at the end of every epoch, on the training thread inside Step, with
+  // what the epoch did (epoch_log.h; AppendEpochJsonLines writes JSON lines).
+  // Default: none.
+  EpochCallback on_epoch;
 };
 
 // What one Step did.
@@ -235,7 +236,7 @@ class HIVEMIND_EXPORT DecentralizedOptimizer {
   // samples; <= 0 uses batch_size_per_step) and, when the swarm has reached the
   // target, averages with peers and applies the inner optimizer. Blocks during
   // averaging (at most averaging_timeout) and state loading. `loss` (optional) is
-  // averaged into the progress log. Failures of averaging are reported, not
+  // averaged into the epoch's summary (on_epoch). Failures of averaging are reported, not
   // returned: the peer goes on with its local gradients. Returns kInvalidArgument
   // for a bad batch size or non-finite gradients (nothing is accumulated),
   // kCancelled after Shutdown.
