@@ -162,12 +162,6 @@ void PoisonGradients(Mlp& model, const std::string& poison) {
   }
 }
 
-hivemind::MemberMode ModeFor(const std::string& mode) {
-  if (mode == "client") return hivemind::MemberMode::kClient;
-  if (mode == "aux") return hivemind::MemberMode::kAuxiliary;
-  return hivemind::MemberMode::kNode;
-}
-
 void PrintProgress(const std::string& name, const hivemind::DecentralizedOptimizer& opt,
                    double loss) {
   const hivemind::GlobalProgress g = opt.global_progress();
@@ -288,13 +282,20 @@ int Run() {
   }
 
   const std::string aggregation = absl::GetFlag(FLAGS_aggregation);
+  const absl::StatusOr<hivemind::Aggregation> method =
+      hivemind::ParseAggregation(aggregation);
+  const absl::StatusOr<hivemind::MemberMode> mode =
+      hivemind::ParseMemberMode(absl::GetFlag(FLAGS_mode));
   const std::string poison = absl::GetFlag(FLAGS_poison);
-  if ((aggregation != "mean" && aggregation != "centered_clip") ||
-      (poison != "none" && poison != "scale" && poison != "noise")) {
-    std::fprintf(stderr,
-                 "%s: --aggregation is mean or centered_clip, --poison none, "
-                 "scale or noise\n",
-                 name.c_str());
+  for (const absl::Status& status : {method.status(), mode.status()}) {
+    if (!status.ok()) {
+      std::fprintf(stderr, "%s: --%s\n", name.c_str(),
+                   std::string(status.message()).c_str());
+      return 1;
+    }
+  }
+  if (poison != "none" && poison != "scale" && poison != "noise") {
+    std::fprintf(stderr, "%s: --poison is none, scale or noise\n", name.c_str());
     return 1;
   }
 
@@ -303,7 +304,7 @@ int Run() {
   options.run_id = absl::GetFlag(FLAGS_run_id);
   options.target_batch_size = absl::GetFlag(FLAGS_target_batch_size);
   options.batch_size_per_step = absl::GetFlag(FLAGS_batch_size);
-  options.mode = ModeFor(absl::GetFlag(FLAGS_mode));
+  options.mode = *mode;
   options.endpoint.client_mode = options.mode == hivemind::MemberMode::kClient;
   options.endpoint.listen_address = "tcp://" + absl::GetFlag(FLAGS_listen_host) + ":0";
   options.endpoint.encrypt = absl::GetFlag(FLAGS_encrypt);
@@ -331,8 +332,8 @@ int Run() {
   options.averaging_timeout = absl::Seconds(absl::GetFlag(FLAGS_averaging_timeout));
   options.delay_updates = absl::GetFlag(FLAGS_delay_updates);
   options.matchmaking_time = absl::Seconds(absl::GetFlag(FLAGS_matchmaking_time));
-  if (aggregation == "centered_clip") {
-    options.aggregation.method = hivemind::Aggregation::kCenteredClip;
+  options.aggregation.method = *method;
+  if (*method == hivemind::Aggregation::kCenteredClip) {
     options.aggregation.clip_tau = static_cast<float>(absl::GetFlag(FLAGS_clip_tau));
     options.aggregation.clip_reject_ratio =
         static_cast<float>(absl::GetFlag(FLAGS_clip_reject_ratio));

@@ -215,12 +215,7 @@ std::shared_ptr<OptimizerHolder> MakeOptimizer(
   o.grad_codec = holder->grad_codec.get();
   o.state_codec = holder->state_codec.get();
   o.grad_error_feedback = grad_error_feedback;
-  if (aggregation == "centered_clip") {
-    o.aggregation.method = Aggregation::kCenteredClip;
-  } else if (aggregation != "mean") {
-    RaiseStatus(absl::InvalidArgumentError(absl::StrCat(
-        "aggregation must be \"mean\" or \"centered_clip\", not \"", aggregation, "\"")));
-  }
+  o.aggregation.method = ValueOrRaise(ParseAggregation(aggregation));
   o.aggregation.clip_tau = static_cast<float>(clip_tau);
   o.aggregation.clip_reject_ratio = static_cast<float>(clip_reject_ratio);
   o.delay_updates = delay_updates;

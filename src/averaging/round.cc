@@ -19,10 +19,6 @@ namespace {
 // Longest the round thread sleeps between checks of the senders' deadlines.
 constexpr absl::Duration kTick = absl::Milliseconds(50);
 
-const char* AggregationName(Aggregation method) {
-  return method == Aggregation::kCenteredClip ? "CenteredClip" : "the mean";
-}
-
 }  // namespace
 
 void RoundInbox::PushPart(PartEvent event) {

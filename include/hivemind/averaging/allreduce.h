@@ -72,6 +72,11 @@ enum class Aggregation : uint8_t {
   kCenteredClip = 1,  // CenteredClip (see "Byzantine robustness" above)
 };
 
+// "mean", "centered_clip": the names flags and bindings use. kInvalidArgument for any
+// other name, with the accepted ones.
+HIVEMIND_EXPORT absl::StatusOr<Aggregation> ParseAggregation(absl::string_view name);
+HIVEMIND_EXPORT absl::string_view AggregationName(Aggregation method);
+
 // Every member of a group must use the same method and parameters: a reducer
 // excludes a sender whose parts name another method (kFailedPrecondition); tau,
 // iterations and tolerance are not checked.

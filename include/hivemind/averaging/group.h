@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "hivemind/export.h"
 #include "hivemind/net/identity.h"
 
@@ -19,6 +21,11 @@ enum class MemberMode : uint8_t {
   kClient = 1,     // behind NAT: contributes data, reduces nothing, accepts no requests
   kAuxiliary = 2,  // reduces a span, contributes no data (weight 0), gets no result
 };
+
+// "node", "client", "aux" (or "auxiliary"): the names flags and bindings use.
+// kInvalidArgument for any other name, with the accepted ones.
+HIVEMIND_EXPORT absl::StatusOr<MemberMode> ParseMemberMode(absl::string_view name);
+HIVEMIND_EXPORT absl::string_view MemberModeName(MemberMode mode);  // "node", ...
 
 struct HIVEMIND_EXPORT GroupMember {
   PeerId peer_id;
