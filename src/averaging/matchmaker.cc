@@ -406,6 +406,18 @@ absl::StatusOr<MatchedGroup> Matchmaker::FindGroup(const MatchmakingOptions& opt
   return result;
 }
 
+// One search, phase by phase (T = matchmaking_time, from the declaration's start;
+// each phase ends early when it found a group):
+//   declare  store the declaration (waiting at most T/4 for the DHT), settle
+//   follow   ask the declared leaders before this peer until 2T/3 (a client never
+//            leads: any leader, until T)                                  (Follow)
+//   lead     gather joiners until full or 2T/3, assembling early with min_group_size
+//            from T/4 after leading began; a better leader turning up late: hand
+//            the joiners over, follow it, lead again                        (Lead)
+//   rescue   still alone: follow the leaders before this peer until 5T/6, lead
+//            again; still alone: follow any leader until T      (RescueLoneLeader)
+//   assemble at T (or full): the group, or kDeadlineExceeded under min_group_size
+//                                                                       (Assemble)
 absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& options) {
   const std::string key = absl::StrCat(options.prefix, ".group.", options.group_bits);
   internal::Declaration self{options.self, options.schema_hash,
@@ -439,6 +451,12 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
       Follow(key, self, options, self.deadline - options.matchmaking_time / 3, false);
   if (followed.ok()) return followed;
 
+  return Lead(key, self, options);
+}
+
+absl::StatusOr<MatchedGroup> Matchmaker::Lead(const std::string& key,
+                                              const internal::Declaration& self,
+                                              const MatchmakingOptions& options) {
   // Lead: gather joiners until full or the deadline. A leader still alone near the
   // end asks the leaders before it in (deadline, id) order to take it; the first of
   // several lone leaders has none and keeps leading, so the others end up with it.
@@ -462,23 +480,35 @@ absl::StatusOr<MatchedGroup> Matchmaker::Search(const MatchmakingOptions& option
     state_->WaitFull(lead_until, early, options.min_group_size, false);
   }
   if (state_->Joiners() == 0) {
-    // Still alone: first ask the leaders before this peer (the first of several lone
-    // leaders has none and keeps leading a while, so the others gather with it),
-    // then, near the end, any leader with room.
-    const absl::Time last = self.deadline - options.matchmaking_time / 6;
-    state_->StopLeading();
-    auto late = Follow(key, self, options, last, /*any_order=*/false);
-    if (late.ok()) return late;
-    state_->StartLeading();
-    state_->WaitFull(last, early, options.min_group_size, false);
-    if (state_->Joiners() == 0) {
-      state_->StopLeading();
-      late = Follow(key, self, options, self.deadline, /*any_order=*/true);
-      if (late.ok()) return late;
-      state_->StartLeading();
-    }
+    auto rescued = RescueLoneLeader(key, self, options, early);
+    if (rescued.has_value()) return *std::move(rescued);
   }
   state_->WaitFull(self.deadline, early, options.min_group_size, false);
+  return Assemble(self, options);
+}
+
+std::optional<MatchedGroup> Matchmaker::RescueLoneLeader(
+    const std::string& key, const internal::Declaration& self,
+    const MatchmakingOptions& options, absl::Time early) {
+  // Still alone: first ask the leaders before this peer (the first of several lone
+  // leaders has none and keeps leading a while, so the others gather with it), then,
+  // near the end, any leader with room.
+  const absl::Time last = self.deadline - options.matchmaking_time / 6;
+  state_->StopLeading();
+  auto late = Follow(key, self, options, last, /*any_order=*/false);
+  if (late.ok()) return *std::move(late);
+  state_->StartLeading();
+  state_->WaitFull(last, early, options.min_group_size, false);
+  if (state_->Joiners() > 0) return std::nullopt;
+  state_->StopLeading();
+  late = Follow(key, self, options, self.deadline, /*any_order=*/true);
+  if (late.ok()) return *std::move(late);
+  state_->StartLeading();
+  return std::nullopt;
+}
+
+absl::StatusOr<MatchedGroup> Matchmaker::Assemble(const internal::Declaration& self,
+                                                  const MatchmakingOptions& options) {
   auto joiners = state_->StopLeading();
   if (static_cast<int>(joiners.size()) + 1 < options.min_group_size) {
     for (auto& [member, responder] : joiners) {

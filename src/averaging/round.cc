@@ -132,15 +132,12 @@ absl::StatusOr<AllReduceReport> Round::Run() {
       p.input_weights.assign(n, 0.0f);
     }
   }
-  expected_.assign(n, false);
+  senders_.assign(n, Sender{});
   for (size_t s = 0; s < n; ++s) {
-    expected_[s] = static_cast<int>(s) != me_ && mine.parts > 0 &&
-                   group_.members[s].mode != MemberMode::kAuxiliary;
+    senders_[s].expected = static_cast<int>(s) != me_ && mine.parts > 0 &&
+                           group_.members[s].mode != MemberMode::kAuxiliary;
+    senders_[s].last_progress = start_;
   }
-  delivered_.assign(n, 0);
-  outlier_.assign(n, false);
-  unanswered_.assign(n, 0);
-  last_progress_.assign(n, start_);
 
   std::vector<PartEvent> parts;
   std::vector<ResultEvent> results;
@@ -157,7 +154,7 @@ absl::StatusOr<AllReduceReport> Round::Run() {
   }
   // Out of time: finish this member's span with whatever arrived.
   for (size_t s = 0; s < n; ++s) {
-    if (expected_[s] && delivered_[s] < mine.parts) {
+    if (senders_[s].expected && senders_[s].delivered < mine.parts) {
       Exclude(static_cast<int>(s), absl::DeadlineExceededError("round timed out"));
     }
   }
@@ -269,7 +266,7 @@ absl::Status Round::AcceptPart(PartEvent& event) {
   absl::Status parsed = ParsePart(event.message.body, &header, &payload);
   if (!parsed.ok()) return parsed;  // cannot tell who sent it: nobody to exclude
   const uint32_t s = header.sender;
-  if (s >= expected_.size() || !expected_[s] ||
+  if (s >= senders_.size() || !senders_[s].expected ||
       header.reducer != static_cast<uint32_t>(me_) || header.part >= reduced_.size()) {
     return absl::InvalidArgumentError(absl::StrCat("unexpected part ", header.part,
                                                    " from member ", s, " for reducer ",
@@ -308,9 +305,10 @@ absl::Status Round::AcceptPart(PartEvent& event) {
   if (delta) p.delta_weight += header.weight;
   p.received[s] = true;
   p.waiting.push_back({std::move(event.responder), header.kind});
-  ++delivered_[s];
-  ++unanswered_[s];
-  last_progress_[s] = absl::Now();
+  Sender& sender = senders_[s];
+  ++sender.delivered;
+  ++sender.unanswered;
+  sender.last_progress = absl::Now();
   return absl::OkStatus();
 }
 
@@ -352,19 +350,20 @@ absl::Status Round::Contribute(const PartHeader& header, absl::string_view paylo
 }
 
 void Round::ExcludeLateSenders(absl::Time now) {
-  for (size_t s = 0; s < expected_.size(); ++s) {
-    if (expected_[s] && delivered_[s] < reduced_.size() && unanswered_[s] == 0 &&
-        now - last_progress_[s] > options_.sender_timeout) {
+  for (size_t s = 0; s < senders_.size(); ++s) {
+    const Sender& sender = senders_[s];
+    if (sender.expected && sender.delivered < reduced_.size() && sender.unanswered == 0 &&
+        now - sender.last_progress > options_.sender_timeout) {
       Exclude(static_cast<int>(s), absl::DeadlineExceededError(absl::StrCat(
-                                       "no part ", delivered_[s], " within ",
+                                       "no part ", sender.delivered, " within ",
                                        absl::FormatDuration(options_.sender_timeout))));
     }
   }
 }
 
 void Round::Exclude(int sender, absl::Status why) {
-  if (!expected_[sender]) return;
-  expected_[sender] = false;
+  if (!senders_[sender].expected) return;
+  senders_[sender].expected = false;
   report_.excluded.emplace_back(sender, std::move(why));
 }
 
@@ -373,8 +372,8 @@ void Round::FinalizeReady() {
     ReducedPart& p = reduced_[k];
     if (p.finalized) continue;
     bool ready = true;
-    for (size_t s = 0; s < expected_.size() && ready; ++s) {
-      ready = !expected_[s] || p.received[s];
+    for (size_t s = 0; s < senders_.size() && ready; ++s) {
+      ready = !senders_[s].expected || p.received[s];
     }
     if (ready) Finalize(k);
   }
@@ -387,8 +386,8 @@ void Round::Finalize(uint32_t k) {
   const absl::Time now = absl::Now();
   for (size_t s = 0; s < p.received.size(); ++s) {
     if (p.received[s]) {
-      --unanswered_[s];
-      last_progress_[s] = now;
+      --senders_[s].unanswered;
+      senders_[s].last_progress = now;
     }
   }
   std::vector<Waiting> waiting = std::move(p.waiting);
@@ -478,7 +477,7 @@ absl::Status Round::CombineClipped(uint32_t k, absl::Span<float> out) {
   std::vector<std::vector<float>>().swap(p.inputs);  // done with them
   report_.reduce_time += absl::Now() - t0;
   if (!stats.ok()) return stats.status();
-  for (size_t i : stats->rejected) outlier_[member[i]] = true;
+  for (size_t i : stats->rejected) senders_[member[i]].outlier = true;
   return absl::OkStatus();
 }
 
@@ -558,9 +557,11 @@ AllReduceReport Round::MakeReport() {
   }
   for (size_t s = 0; s < n; ++s) {
     const bool me_contributing = static_cast<int>(s) == me_ && Contributes();
-    if (outlier_[s]) {
+    const Sender& sender = senders_[s];
+    if (sender.outlier) {
       report_.outliers.push_back(static_cast<int>(s));
-    } else if (me_contributing || (expected_[s] && delivered_[s] == reduced_.size())) {
+    } else if (me_contributing ||
+               (sender.expected && sender.delivered == reduced_.size())) {
       report_.contributors.push_back(static_cast<int>(s));
     }
   }

@@ -77,6 +77,17 @@ class Round {
     Responder responder;
     PayloadKind kind;
   };
+  struct Sender {           // a member, as the reducer of this member's span sees it
+    bool expected = false;  // this reducer waits for its parts
+    uint32_t delivered = 0;
+    // A contribution of theirs to this member's span was left out as an outlier
+    // (CenteredClip's reject ratio).
+    bool outlier = false;
+    // Parts it delivered that this reducer has not answered yet: while it has any,
+    // the sender may be waiting on us (its window is full), so it is not late.
+    uint32_t unanswered = 0;
+    absl::Time last_progress;
+  };
   struct ReducedPart {  // one part of this member's own span
     double weight_sum = 0.0;
     double delta_weight = 0.0;   // weight of parts that came as deltas
@@ -149,15 +160,7 @@ class Round {
   std::unique_ptr<std::string> acc_storage_;  // from the pool
   absl::Span<float> acc_;                     // this member's span, accumulated in fp32
   std::vector<ReducedPart> reduced_;
-  std::vector<bool> expected_;  // senders this reducer waits for
-  std::vector<uint32_t> delivered_;
-  // By member: a contribution of theirs to this member's span was left out as an
-  // outlier (CenteredClip's reject ratio); std::vector<bool> packs bits.
-  std::vector<bool> outlier_;
-  // Parts a sender delivered that this reducer has not answered yet: while it has
-  // any, the sender may be waiting on us (its window is full), so it is not late.
-  std::vector<uint32_t> unanswered_;
-  std::vector<absl::Time> last_progress_;
+  std::vector<Sender> senders_;  // by member
 
   const std::vector<float>* reference_;  // null unless this member holds one
   std::vector<float> scratch_;           // part + residual, while encoding

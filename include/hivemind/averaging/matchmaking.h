@@ -121,7 +121,19 @@ class HIVEMIND_EXPORT Matchmaker {
 
  private:
   class State;
+  // The phases of a search (the table at Search in matchmaker.cc).
   absl::StatusOr<MatchedGroup> Search(const MatchmakingOptions& options);
+  absl::StatusOr<MatchedGroup> Lead(const std::string& key,
+                                    const internal::Declaration& self,
+                                    const MatchmakingOptions& options);
+  // A group found by following after all, or none (this peer leads again).
+  std::optional<MatchedGroup> RescueLoneLeader(const std::string& key,
+                                               const internal::Declaration& self,
+                                               const MatchmakingOptions& options,
+                                               absl::Time early);
+  // Ends leading: the group of this leader and its joiners, or kDeadlineExceeded.
+  absl::StatusOr<MatchedGroup> Assemble(const internal::Declaration& self,
+                                        const MatchmakingOptions& options);
   // Asks declared leaders (those before `self` unless `any_order`) to take this
   // peer, until one does or `stop` passes.
   absl::StatusOr<MatchedGroup> Follow(const std::string& key,
