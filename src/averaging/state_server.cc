@@ -82,6 +82,8 @@ class StateServerCore {
   }
 
   // Waits until the advert of the latest Publish (as of this call) was stored.
+  const StateServerOptions& options() const { return options_; }
+
   absl::Status WaitForAdvert(absl::Duration timeout) {
     const absl::Time deadline = absl::Now() + timeout;
     MutexLock lock(&mu_);
@@ -338,6 +340,10 @@ absl::Status StateServer::Publish(const PeerState& state) {
 
 absl::Status StateServer::WaitForAdvert(absl::Duration timeout) {
   return core_->WaitForAdvert(timeout);
+}
+
+absl::Status StateServer::WaitForAdvert() {
+  return core_->WaitForAdvert(core_->options().dht_timeout);
 }
 
 StateServer::Stats StateServer::stats() const { return core_->stats(); }

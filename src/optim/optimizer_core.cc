@@ -190,12 +190,16 @@ absl::Status OptimizerCore::TrainOn(int64_t batch_size, double loss,
   return absl::OkStatus();
 }
 
+void OptimizerCore::StartAccumulating() {
+  model_.ResetAccumulator();
+  samples_ = 0;
+}
+
 void OptimizerCore::EndEpoch(OptimizerStepReport* report) {
   report->epoch_advanced = true;
   catch_up_.EpochEnded();
   NoteRound(policy_->EndEpoch(EpochEnd{local_epoch_, samples_}, report));
-  model_.ResetAccumulator();
-  samples_ = 0;
+  StartAccumulating();
   ++local_epoch_;
   const bool average_state =
       options_.use_local_updates || (options_.average_state_every > 0 &&
@@ -320,8 +324,7 @@ absl::Status OptimizerCore::ApplyState(const PeerState& state) {
   HIVEMIND_RETURN_IF_ERROR(inner_->LoadState(state.extra));
   model_.SetParameters(state.values);
   policy_->Rebase(state.values);
-  model_.ResetAccumulator();
-  samples_ = 0;
+  StartAccumulating();
   JumpTo(state.epoch);
   return absl::OkStatus();
 }
@@ -344,8 +347,7 @@ absl::Status OptimizerCore::LoadStateFromPeers(std::optional<absl::Duration> tim
   // OptimizerSwarm.APeerThatMissedARoundLoadsTheStateAtItsNextStep (0 of 4 with
   // this wait; a bare Store beside a Get in dht_test does not show it). Bounded by
   // the server's DHT timeout; it is a download's wait anyway.
-  if (state_server_)
-    state_server_->WaitForAdvert(StateServerOptions().dht_timeout).IgnoreError();
+  if (state_server_) state_server_->WaitForAdvert().IgnoreError();
   LoadStateOptions load;
   load.min_epoch = min_epoch;
   load.prefix = absl::StrCat(options_.run_id, ".state");

@@ -67,6 +67,8 @@ class OptimizerCore {
   bool AuxiliaryReady(uint64_t swarm_epoch);
   absl::Status TrainOn(int64_t batch_size, double loss, OptimizerStepReport* report);
 
+  // Empties the gradient accumulator and this epoch's sample count.
+  void StartAccumulating();
   void EndEpoch(OptimizerStepReport* report);
   // Moves this peer to `epoch` (its parameters unchanged).
   void JumpTo(int64_t epoch);

@@ -150,6 +150,8 @@ class HIVEMIND_EXPORT StateServer {
   // kDeadlineExceeded if it is still under way; kFailedPrecondition before any
   // Publish; kCancelled after Shutdown.
   absl::Status WaitForAdvert(absl::Duration timeout);
+  // The same, for as long as one store may take (the options' dht_timeout).
+  absl::Status WaitForAdvert();
 
   struct Stats {
     int64_t epoch = 0;          // of the state served now
