@@ -79,9 +79,11 @@ class AveragerCore {
 
   StepHandle Enqueue(const StepOptions& options);
   TensorLock LockTensors() {
-    return TensorLock(std::unique_lock<std::mutex>(tensors_mu_), absl::MakeSpan(tensors_),
-                      &sizes_);
+    std::unique_lock<std::mutex> lock(tensors_mu_);
+    tensors_.resize(total_, 0.0f);  // allocated on first use
+    return TensorLock(std::move(lock), absl::MakeSpan(tensors_), &sizes_);
   }
+  const std::vector<size_t>& sizes() const { return sizes_; }
   std::string group_bits() {
     MutexLock lock(&mu_);
     return group_bits_;
@@ -94,8 +96,11 @@ class AveragerCore {
   void RunStep(StepState& step);
   absl::StatusOr<MatchedGroup> FindGroup(StepState& step, const std::string& round,
                                          absl::Time deadline, int* attempts);
-  absl::StatusOr<AllReduceReport> Average(const MatchedGroup& matched, float weight,
-                                          absl::Time deadline);
+  absl::StatusOr<AllReduceReport> Average(const MatchedGroup& matched,
+                                          const StepOptions& step, absl::Time deadline);
+  // Where a step's all-reduce runs: the caller's values, or (tensor steps, auxiliary
+  // peers) work_ holding a copy.
+  absl::Span<float> Workspace(const StepOptions& step);
   MatchmakingOptions MatchmakingFor(const StepState& step, const std::string& round,
                                     absl::Duration time);
   bool stopping() {
@@ -105,14 +110,15 @@ class AveragerCore {
 
   Dht* const dht_;
   const std::vector<size_t> sizes_;
+  const size_t total_;
   const AveragerOptions options_;
   const uint64_t schema_hash_;
   std::unique_ptr<Endpoint> endpoint_;
   std::unique_ptr<Matchmaker> matchmaker_;
   std::unique_ptr<AllReducer> allreducer_;
 
-  std::mutex tensors_mu_;  // guards tensors_ (a std::mutex: TensorLock holds it)
-  std::vector<float> tensors_;
+  std::mutex tensors_mu_;       // guards tensors_ (a std::mutex: TensorLock holds it)
+  std::vector<float> tensors_;  // empty until first used
 
   // Touched only by the step thread.
   std::vector<float> work_;
@@ -174,12 +180,12 @@ AveragerCore::AveragerCore(Dht* dht, std::vector<size_t> sizes, AveragerOptions 
                            std::unique_ptr<Endpoint> endpoint)
     : dht_(dht),
       sizes_(std::move(sizes)),
+      total_(TotalSize(sizes_)),
       options_(std::move(options)),
       schema_hash_(TensorSchemaHash(sizes_)),
       endpoint_(std::move(endpoint)),
       matchmaker_(std::make_unique<Matchmaker>(endpoint_.get(), dht_)),
       allreducer_(std::make_unique<AllReducer>(endpoint_.get())),
-      tensors_(TotalSize(sizes_), 0.0f),
       group_bits_(options_.initial_group_bits.empty()
                       ? RandomBits(options_.group_bits_length)
                       : options_.initial_group_bits) {
@@ -189,6 +195,10 @@ AveragerCore::AveragerCore(Dht* dht, std::vector<size_t> sizes, AveragerOptions 
 StepHandle AveragerCore::Enqueue(const StepOptions& options) {
   auto step = std::make_shared<StepState>(options);
   absl::Status valid = ValidateStep(options);
+  if (valid.ok() && !options.values.empty() && options.values.size() != total_) {
+    valid = absl::InvalidArgumentError(absl::StrCat(
+        "step values of ", options.values.size(), " elements for tensors of ", total_));
+  }
   if (!valid.ok()) {
     step->Finish(valid);
     return StepHandle(step);
@@ -262,7 +272,7 @@ void AveragerCore::RunStep(StepState& step) {
       FindGroup(step, round, deadline, &result.attempts);
   if (!matched.ok()) return step.Finish(matched.status());
   step.set_stage(StepStage::kAveraging);
-  absl::StatusOr<AllReduceReport> report = Average(*matched, options.weight, deadline);
+  absl::StatusOr<AllReduceReport> report = Average(*matched, options, deadline);
   if (!report.ok()) return step.Finish(report.status());
   absl::StatusOr<std::string> next =
       NextGroupBits(matched->group, matched->my_index, result.group_bits,
@@ -327,18 +337,32 @@ absl::StatusOr<MatchedGroup> AveragerCore::FindGroup(StepState& step,
   }
 }
 
-absl::StatusOr<AllReduceReport> AveragerCore::Average(const MatchedGroup& matched,
-                                                      float weight, absl::Time deadline) {
+absl::Span<float> AveragerCore::Workspace(const StepOptions& step) {
   const bool auxiliary = options_.mode == MemberMode::kAuxiliary;
-  {
+  if (!step.values.empty() && !auxiliary) {
+    work_ = {};  // a tensor step's copy is not kept for in-place steps
+    return step.values;
+  }
+  if (!step.values.empty()) {
+    work_.assign(step.values.begin(), step.values.end());
+  } else {
     std::lock_guard<std::mutex> lock(tensors_mu_);
+    tensors_.resize(total_, 0.0f);
     work_ = tensors_;
   }
+  return absl::MakeSpan(work_);
+}
+
+absl::StatusOr<AllReduceReport> AveragerCore::Average(const MatchedGroup& matched,
+                                                      const StepOptions& step,
+                                                      absl::Time deadline) {
+  const bool auxiliary = options_.mode == MemberMode::kAuxiliary;
+  const absl::Span<float> work = Workspace(step);
   AllReduceOptions ar;
   ar.codec = options_.codec;
-  ar.weight = auxiliary ? 0.0f : weight;
+  ar.weight = auxiliary ? 0.0f : step.weight;
   if (options_.error_feedback && !auxiliary) {
-    residual_.resize(work_.size(), 0.0f);
+    residual_.resize(work.size(), 0.0f);
     ar.residual = &residual_;
   }
   const GroupMember& me = matched.group.members[static_cast<size_t>(matched.my_index)];
@@ -350,14 +374,14 @@ absl::StatusOr<AllReduceReport> AveragerCore::Average(const MatchedGroup& matche
   ar.timeout = std::max(absl::Milliseconds(100),
                         std::min(options_.allreduce_timeout, deadline - absl::Now()));
   absl::StatusOr<AllReduceReport> report =
-      allreducer_->Run(matched.group, matched.my_index, absl::MakeSpan(work_), ar);
+      allreducer_->Run(matched.group, matched.my_index, work, ar);
   if (!report.ok() || auxiliary) return report;
-  {
+  if (step.values.empty()) {
     std::lock_guard<std::mutex> lock(tensors_mu_);
     tensors_ = work_;
   }
   if (options_.delta_mode) {
-    reference_ = work_;
+    reference_.assign(work.begin(), work.end());
     reference_hash_ = ReferenceHash(reference_);
   }
   return report;
@@ -457,6 +481,10 @@ StepHandle DecentralizedAverager::Step(const StepOptions& options) {
 TensorLock DecentralizedAverager::LockTensors() { return core_->LockTensors(); }
 
 std::string DecentralizedAverager::group_bits() const { return core_->group_bits(); }
+
+const std::vector<size_t>& DecentralizedAverager::tensor_sizes() const {
+  return core_->sizes();
+}
 
 Endpoint* DecentralizedAverager::endpoint() { return core_->endpoint(); }
 

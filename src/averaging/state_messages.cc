@@ -32,21 +32,8 @@ constexpr uint64_t kMaxStateBytes = uint64_t{1} << 62;
 namespace {
 
 std::string SerializeRawPeerState(const PeerState& state) {
-  if (state.metadata.size() > kMaxStateMetadataSize) std::abort();
-  const size_t value_bytes = state.values.size() * sizeof(float);
-  std::string blob;
-  blob.reserve(1 + 8 + 4 + state.metadata.size() + 8 + value_bytes + 8 +
-               state.extra.size());
-  wire::Writer w(&blob);
-  w.PutU8(kStateBlobVersion);
-  w.PutU64(static_cast<uint64_t>(state.epoch));
-  w.PutBytes(state.metadata);
-  w.PutU64(state.values.size());
-  w.PutRaw(
-      absl::string_view(reinterpret_cast<const char*>(state.values.data()), value_bytes));
-  w.PutU64(state.extra.size());
-  w.PutRaw(state.extra);
-  return blob;
+  const internal::RawBlobPieces pieces(state);
+  return pieces.Copy(0, pieces.size());
 }
 
 }  // namespace
@@ -203,6 +190,67 @@ absl::StatusOr<StateRequest> ParseStateRequest(absl::string_view body) {
 
 uint64_t StateHash(absl::string_view bytes) {
   return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+RawBlobPieces::RawBlobPieces(const PeerState& state) {
+  if (state.metadata.size() > kMaxStateMetadataSize) std::abort();
+  wire::Writer head(&head_);
+  head.PutU8(kStateBlobVersion);
+  head.PutU64(static_cast<uint64_t>(state.epoch));
+  head.PutBytes(state.metadata);
+  head.PutU64(state.values.size());
+  wire::Writer(&mid_).PutU64(state.extra.size());
+  pieces_ = {head_,
+             absl::string_view(reinterpret_cast<const char*>(state.values.data()),
+                               state.values.size() * sizeof(float)),
+             mid_, state.extra};
+  for (absl::string_view piece : pieces_) size_ += piece.size();
+}
+
+std::string RawBlobPieces::Copy(uint64_t begin, uint64_t n) const {
+  std::string out;
+  out.reserve(n);
+  for (absl::string_view piece : pieces_) {
+    if (n == 0) break;
+    if (begin >= piece.size()) {
+      begin -= piece.size();
+      continue;
+    }
+    const absl::string_view part = piece.substr(begin, n);
+    out.append(part.data(), part.size());
+    n -= part.size();
+    begin = 0;
+  }
+  return out;
+}
+
+uint64_t RawBlobPieces::Hash(uint32_t stripe_bytes,
+                             std::vector<uint64_t>* stripe_hashes) const {
+  XXH3_state_t* whole = XXH3_createState();
+  XXH3_state_t* stripe = XXH3_createState();
+  XXH3_64bits_reset(whole);
+  XXH3_64bits_reset(stripe);
+  stripe_hashes->clear();
+  uint64_t in_stripe = 0;
+  for (absl::string_view piece : pieces_) {
+    XXH3_64bits_update(whole, piece.data(), piece.size());
+    while (!piece.empty()) {
+      const absl::string_view part = piece.substr(0, stripe_bytes - in_stripe);
+      XXH3_64bits_update(stripe, part.data(), part.size());
+      in_stripe += part.size();
+      piece.remove_prefix(part.size());
+      if (in_stripe == stripe_bytes) {
+        stripe_hashes->push_back(XXH3_64bits_digest(stripe));
+        XXH3_64bits_reset(stripe);
+        in_stripe = 0;
+      }
+    }
+  }
+  if (in_stripe > 0) stripe_hashes->push_back(XXH3_64bits_digest(stripe));
+  const uint64_t hash = XXH3_64bits_digest(whole);
+  XXH3_freeState(stripe);
+  XXH3_freeState(whole);
+  return hash;
 }
 
 uint64_t ChooseStripeBytes(uint64_t state_bytes, uint32_t requested) {

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "hivemind/averaging/state_sharing.h"
 
 namespace hivemind {
 namespace internal {
@@ -58,6 +59,31 @@ absl::StatusOr<StateRequest> ParseStateRequest(absl::string_view body);
 
 // XXH3-64 of `bytes`.
 uint64_t StateHash(absl::string_view bytes);
+
+// The raw blob of SerializePeerState(state, 0) without making it: the bytes around
+// the state's own (a header before `values`, the extra's length between them), so
+// a server can hash and serve stripes straight from the state's memory. The views
+// point into `state` and this object: both must outlive them and stay unchanged.
+class RawBlobPieces {
+ public:
+  // Precondition (checked, aborts): metadata of at most kMaxStateMetadataSize bytes.
+  explicit RawBlobPieces(const PeerState& state);
+  RawBlobPieces(const RawBlobPieces&) = delete;
+  RawBlobPieces& operator=(const RawBlobPieces&) = delete;
+
+  uint64_t size() const { return size_; }
+  // The blob's bytes [begin, begin + n), n <= size() - begin.
+  std::string Copy(uint64_t begin, uint64_t n) const;
+  // StateHash of the blob and of each of its stripes of `stripe_bytes`, in one
+  // pass over it.
+  uint64_t Hash(uint32_t stripe_bytes, std::vector<uint64_t>* stripe_hashes) const;
+
+ private:
+  std::string head_;  // version, epoch, metadata, value count
+  std::string mid_;   // the extra's length
+  std::vector<absl::string_view> pieces_;
+  uint64_t size_ = 0;
+};
 
 // The stripe size a donor uses for a blob of `state_bytes`: `requested`, grown until
 // at most kMaxStripes stripes remain. Exceeds kMaxStripeBytes for a blob too large to

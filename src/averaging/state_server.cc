@@ -14,14 +14,28 @@ namespace hivemind {
 namespace internal {
 namespace {
 
-// One published state, immutable once built: replies in flight share its stripes.
+// One published state, immutable once built. Raw, it is the state itself (moved in,
+// never serialized: a stripe is copied out of it per request, so the server holds
+// one copy of the state and the stripes in flight); compressed, the zstd blob.
+// Replies in flight hold their own stripe bytes.
 struct Snapshot {
+  explicit Snapshot(PeerState s) : state(std::move(s)), raw(state) {}
+
+  uint64_t size() const { return compressed.empty() ? raw.size() : compressed.size(); }
+  std::string Stripe(uint32_t i) const {
+    const uint64_t begin = StripeBegin(i, advert.stripe_bytes);
+    const uint64_t n = StripeSize(size(), advert.stripe_bytes, i);
+    return compressed.empty() ? raw.Copy(begin, n) : compressed.substr(begin, n);
+  }
+
+  PeerState state;  // emptied when compressed
+  RawBlobPieces raw;
+  std::string compressed;  // SerializePeerState(state, zstd_level), when > 0
   StateAdvert advert;
-  std::vector<SharedBytes> stripes;
   std::string advert_value;  // EncodeStateAdvert(advert)
 };
 
-absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const PeerState& state,
+absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(PeerState state,
                                                               const std::string& address,
                                                               uint32_t stripe_bytes,
                                                               int zstd_level) {
@@ -29,25 +43,28 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(const PeerState& s
     return absl::InvalidArgumentError(absl::StrCat(
         "state metadata of ", state.metadata.size(), " bytes is over the limit"));
   }
-  const std::string blob = SerializePeerState(state, zstd_level);
-  const uint64_t size = ChooseStripeBytes(blob.size(), stripe_bytes);
-  if (size > kMaxStripeBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a state of ", blob.size(), " bytes is too large to advertise"));
+  std::string compressed;
+  if (zstd_level > 0) compressed = SerializePeerState(state, zstd_level);
+  auto snapshot = std::make_shared<Snapshot>(
+      zstd_level > 0 ? PeerState{state.epoch, {}, {}, {}} : std::move(state));
+  snapshot->compressed = std::move(compressed);
+  const uint64_t stripe = ChooseStripeBytes(snapshot->size(), stripe_bytes);
+  if (stripe > kMaxStripeBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a state of ", snapshot->size(),
+                                                   " bytes is too large to advertise"));
   }
-  auto snapshot = std::make_shared<Snapshot>();
   StateAdvert& a = snapshot->advert;
   a.address = address;
-  a.epoch = state.epoch;
-  a.state_bytes = blob.size();
-  a.stripe_bytes = static_cast<uint32_t>(size);
-  a.state_hash = StateHash(blob);
-  const uint64_t count = StripeCount(blob.size(), a.stripe_bytes);
-  for (uint32_t i = 0; i < count; ++i) {
-    SharedBytes stripe = MakeSharedBytes(blob.substr(
-        StripeBegin(i, a.stripe_bytes), StripeSize(blob.size(), a.stripe_bytes, i)));
-    a.stripe_hashes.push_back(StateHash(*stripe));
-    snapshot->stripes.push_back(std::move(stripe));
+  a.epoch = snapshot->state.epoch;
+  a.state_bytes = snapshot->size();
+  a.stripe_bytes = static_cast<uint32_t>(stripe);
+  if (snapshot->compressed.empty()) {
+    a.state_hash = snapshot->raw.Hash(a.stripe_bytes, &a.stripe_hashes);
+  } else {
+    a.state_hash = StateHash(snapshot->compressed);
+    for (uint32_t i = 0; i < StripeCount(a.state_bytes, a.stripe_bytes); ++i) {
+      a.stripe_hashes.push_back(StateHash(snapshot->Stripe(i)));
+    }
   }
   snapshot->advert_value = EncodeStateAdvert(a);
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
@@ -68,10 +85,11 @@ class StateServerCore {
   // Builds and installs a snapshot; the thread stores its advert. Snapshots are
   // built one at a time, so a slower Publish cannot install an older state over a
   // newer one.
-  absl::Status Publish(const PeerState& state, const std::string& address) {
+  absl::Status Publish(PeerState state, const std::string& address) {
     MutexLock publishing(&publish_mu_);
-    auto snapshot =
-        BuildSnapshot(state, address, options_.stripe_bytes, options_.zstd_level);
+    Withdraw();  // the previous state is freed before the new one is hashed
+    auto snapshot = BuildSnapshot(std::move(state), address, options_.stripe_bytes,
+                                  options_.zstd_level);
     if (!snapshot.ok()) return snapshot.status();
     MutexLock lock(&mu_);
     if (stopped_) return absl::CancelledError("state server shut down");
@@ -79,6 +97,12 @@ class StateServerCore {
     ++published_;
     Kick();
     return absl::OkStatus();
+  }
+
+  void Withdraw() {
+    std::shared_ptr<const Snapshot> old;
+    MutexLock lock(&mu_);
+    old.swap(snapshot_);  // freed here unless a reply in flight still reads it
   }
 
   // Waits until the advert of the latest Publish (as of this call) was stored.
@@ -119,13 +143,13 @@ class StateServerCore {
                                                                : "state changed"));
       return;
     }
-    if (request->stripe >= snapshot->stripes.size()) {
-      Refuse(responder,
-             absl::InvalidArgumentError(absl::StrCat("stripe ", request->stripe, " of ",
-                                                     snapshot->stripes.size())));
+    if (request->stripe >= snapshot->advert.stripe_hashes.size()) {
+      Refuse(responder, absl::InvalidArgumentError(
+                            absl::StrCat("stripe ", request->stripe, " of ",
+                                         snapshot->advert.stripe_hashes.size())));
       return;
     }
-    SharedBytes stripe = snapshot->stripes[request->stripe];
+    SharedBytes stripe = MakeSharedBytes(snapshot->Stripe(request->stripe));
     if (options_.serve_interval > absl::ZeroDuration()) {
       Defer(std::move(responder), std::move(stripe));
       return;
@@ -169,7 +193,7 @@ class StateServerCore {
       s.state_hash = snapshot_->advert.state_hash;
       s.state_bytes = snapshot_->advert.state_bytes;
       s.stripe_bytes = snapshot_->advert.stripe_bytes;
-      s.stripes = static_cast<uint32_t>(snapshot_->stripes.size());
+      s.stripes = static_cast<uint32_t>(snapshot_->advert.stripe_hashes.size());
     }
     return s;
   }
@@ -334,9 +358,11 @@ StateServer::StateServer(Endpoint* endpoint,
 
 StateServer::~StateServer() { Shutdown(); }
 
-absl::Status StateServer::Publish(const PeerState& state) {
-  return core_->Publish(state, endpoint_->address());
+absl::Status StateServer::Publish(PeerState state) {
+  return core_->Publish(std::move(state), endpoint_->address());
 }
+
+void StateServer::Withdraw() { core_->Withdraw(); }
 
 absl::Status StateServer::WaitForAdvert(absl::Duration timeout) {
   return core_->WaitForAdvert(timeout);

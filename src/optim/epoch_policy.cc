@@ -26,7 +26,8 @@ class GradientAveraging : public EpochPolicy {
   }
 
   absl::Status EndEpoch(const EpochEnd& end, OptimizerStepReport* report) override {
-    std::vector<float> grads = context_.model.MeanGradients(end.samples);
+    // Averaged in place in the accumulator, which the core resets afterwards.
+    const absl::Span<float> grads = context_.model.MeanGradients(end.samples);
     report->averaging_status =
         context_.rounds.Average(context_.averager, grads, static_cast<float>(end.samples),
                                 end.epoch, &report->group_size);
@@ -38,7 +39,7 @@ class GradientAveraging : public EpochPolicy {
   }
 
  protected:
-  void Apply(const std::vector<float>& grads) {
+  void Apply(absl::Span<const float> grads) {
     if (context_.auxiliary) return;
     context_.model.SetGradients(grads);
     StepInner();
@@ -55,8 +56,11 @@ class DelayedUpdates : public GradientAveraging {
 
   absl::Status EndEpoch(const EpochEnd& end, OptimizerStepReport* report) override {
     if (pending_) Finish(report);  // at the latest now
-    std::vector<float> grads = context_.model.MeanGradients(end.samples);
-    StepHandle step = context_.rounds.Start(context_.averager, grads,
+    // A copy: the next epoch accumulates while this round runs. Its buffer moves
+    // into pending_ with the vector, so the round's view of it stays valid.
+    const absl::Span<float> mean = context_.model.MeanGradients(end.samples);
+    std::vector<float> grads(mean.begin(), mean.end());
+    StepHandle step = context_.rounds.Start(context_.averager, absl::MakeSpan(grads),
                                             static_cast<float>(end.samples), end.epoch);
     pending_ = Pending{std::move(step), std::move(grads), end.epoch};
     return absl::OkStatus();
@@ -78,8 +82,7 @@ class DelayedUpdates : public GradientAveraging {
   void Finish(OptimizerStepReport* report) {
     Pending pending = *std::move(pending_);
     pending_.reset();
-    report->averaging_status = context_.rounds.Finish(context_.averager, pending.step,
-                                                      pending.grads, &report->group_size);
+    report->averaging_status = context_.rounds.Finish(pending.step, &report->group_size);
     EpochRounds::Log("gradients", pending.epoch, report->averaging_status,
                      report->group_size);
     Apply(pending.grads);
@@ -108,12 +111,11 @@ class DiLoCo : public LocalUpdates {
         momentum_(context.model.total(), 0.0f) {}
 
   absl::Status EndEpoch(const EpochEnd& end, OptimizerStepReport* report) override {
-    const std::vector<float> params = context_.model.FlatParameters();
-    std::vector<float> pseudo(params.size());
-    for (size_t i = 0; i < params.size(); ++i) pseudo[i] = anchor_[i] - params[i];
-    report->averaging_status = context_.rounds.Average(context_.averager, pseudo,
-                                                       static_cast<float>(end.samples),
-                                                       end.epoch, &report->group_size);
+    std::vector<float> pseudo = context_.model.FlatParameters();
+    for (size_t i = 0; i < pseudo.size(); ++i) pseudo[i] = anchor_[i] - pseudo[i];
+    report->averaging_status = context_.rounds.Average(
+        context_.averager, absl::MakeSpan(pseudo), static_cast<float>(end.samples),
+        end.epoch, &report->group_size);
     EpochRounds::Log("outer gradients", end.epoch, report->averaging_status,
                      report->group_size);
     const float lr = static_cast<float>(context_.options.diloco_outer_lr);

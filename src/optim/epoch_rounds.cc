@@ -9,14 +9,10 @@
 namespace hivemind {
 namespace internal {
 
-StepHandle EpochRounds::Start(DecentralizedAverager& averager,
-                              const std::vector<float>& values, float weight,
-                              int64_t epoch) {
-  {
-    TensorLock tensors = averager.LockTensors();
-    std::copy(values.begin(), values.end(), tensors.flat().begin());
-  }
+StepHandle EpochRounds::Start(DecentralizedAverager& averager, absl::Span<float> values,
+                              float weight, int64_t epoch) {
   StepOptions step;
+  step.values = values;
   step.weight = weight;
   step.round = absl::StrCat("e", epoch);
   step.timeout = options_.averaging_timeout;
@@ -24,8 +20,7 @@ StepHandle EpochRounds::Start(DecentralizedAverager& averager,
   return averager.Step(step);
 }
 
-absl::Status EpochRounds::Finish(DecentralizedAverager& averager, const StepHandle& step,
-                                 std::vector<float>& values, int* group_size) {
+absl::Status EpochRounds::Finish(const StepHandle& step, int* group_size) {
   const absl::Time start = absl::Now();
   absl::StatusOr<StepResult> result = step.Wait();
   stats_->wait_time += absl::Now() - start;
@@ -36,10 +31,6 @@ absl::Status EpochRounds::Finish(DecentralizedAverager& averager, const StepHand
   stats_->bytes_sent += result->report.bytes_sent;
   stats_->bytes_received += result->report.bytes_received;
   *group_size = static_cast<int>(result->group.members.size());
-  {
-    TensorLock tensors = averager.LockTensors();
-    values.assign(tensors.flat().begin(), tensors.flat().end());
-  }
   for (const SpanOutcome& span : result->report.spans) {
     if (!span.status.ok()) {
       ++stats_->rounds_failed;

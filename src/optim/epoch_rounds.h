@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "hivemind/averaging/averager.h"
 #include "hivemind/optim/optimizer.h"
 
@@ -22,16 +23,17 @@ class EpochRounds {
       : options_(options), stats_(stats) {}
 
   // Queues the round of `epoch` (one matchmaking attempt: a peer that found no
-  // group has missed the swarm's round, and its next Step catches up instead).
-  StepHandle Start(DecentralizedAverager& averager, const std::vector<float>& values,
+  // group has missed the swarm's round, and its next Step catches up instead). The
+  // round averages `values` in place (StepOptions::values, no copy): they must stay
+  // untouched until Finish returns.
+  StepHandle Start(DecentralizedAverager& averager, absl::Span<float> values,
                    float weight, int64_t epoch);
-  // Waits for `step`; replaces `values` with the average unless the round failed
-  // entirely. Returns its outcome and sets `group_size`.
-  absl::Status Finish(DecentralizedAverager& averager, const StepHandle& step,
-                      std::vector<float>& values, int* group_size);
-  absl::Status Average(DecentralizedAverager& averager, std::vector<float>& values,
+  // Waits for `step`, whose values then hold the average (or, where the round
+  // failed, the local values). Returns its outcome and sets `group_size`.
+  absl::Status Finish(const StepHandle& step, int* group_size);
+  absl::Status Average(DecentralizedAverager& averager, absl::Span<float> values,
                        float weight, int64_t epoch, int* group_size) {
-    return Finish(averager, Start(averager, values, weight, epoch), values, group_size);
+    return Finish(Start(averager, values, weight, epoch), group_size);
   }
 
   // One line per round: info when it succeeded (hivemind's "Finished averaging

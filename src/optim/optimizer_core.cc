@@ -197,6 +197,9 @@ void OptimizerCore::StartAccumulating() {
 
 void OptimizerCore::EndEpoch(OptimizerStepReport* report) {
   report->epoch_advanced = true;
+  // The state served so far is stale from now on (loaders want this epoch's end):
+  // free it before the rounds need their buffers. PublishState serves the new one.
+  if (state_server_) state_server_->Withdraw();
   catch_up_.EpochEnded();
   NoteRound(policy_->EndEpoch(EpochEnd{local_epoch_, samples_}, report));
   StartAccumulating();
@@ -274,10 +277,11 @@ std::vector<torch::Tensor> OptimizerCore::StartStatistics(
     }
     stats_averager_ = *std::move(made);
   }
-  if (stats_averager_->LockTensors().sizes() != sizes) return {};  // changed shape
+  if (stats_averager_->tensor_sizes() != sizes) return {};  // changed shape
   flat->resize(std::accumulate(sizes.begin(), sizes.end(), size_t{0}));
   model_.Download(stats, flat->data());
-  step->emplace(rounds_.Start(*stats_averager_, *flat, 1.0f, local_epoch_));
+  step->emplace(
+      rounds_.Start(*stats_averager_, absl::MakeSpan(*flat), 1.0f, local_epoch_));
   return stats;
 }
 
@@ -289,14 +293,14 @@ void OptimizerCore::AverageParameters() {
                                          ? std::vector<torch::Tensor>{}
                                          : StartStatistics(&flat_stats, &stats_step);
   int group_size = 1;
-  absl::Status status =
-      rounds_.Average(*state_averager_, params, 1.0f, local_epoch_, &group_size);
+  absl::Status status = rounds_.Average(*state_averager_, absl::MakeSpan(params), 1.0f,
+                                        local_epoch_, &group_size);
   EpochRounds::Log("parameters", local_epoch_, status, group_size);
   NoteRound(status);
   if (!auxiliary() && group_size > 1) model_.SetParameters(params);
   if (stats.empty() || !stats_step) return;
   int stats_group_size = 1;
-  rounds_.Finish(*stats_averager_, *stats_step, flat_stats, &stats_group_size)
+  rounds_.Finish(*stats_step, &stats_group_size)
       .IgnoreError();  // a failed round leaves the local statistics
   if (stats_group_size > 1) model_.Upload(flat_stats.data(), stats);
 }
@@ -334,7 +338,8 @@ void OptimizerCore::PublishState() {
   absl::StatusOr<PeerState> state = CurrentState();
   // Publish only snapshots: the server's thread stores the advert (and logs a
   // failed store), so a slow DHT never stalls the step.
-  absl::Status published = state.ok() ? state_server_->Publish(*state) : state.status();
+  absl::Status published =
+      state.ok() ? state_server_->Publish(*std::move(state)) : state.status();
   if (!published.ok()) {
     HIVEMIND_LOG(kWarning, "could not serve the state: ", published.ToString());
   }

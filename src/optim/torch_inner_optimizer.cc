@@ -53,16 +53,24 @@ class TorchInnerOptimizer : public InnerOptimizer {
   absl::StatusOr<std::string> SaveState() override {
     torch::serialize::OutputArchive archive;
     optimizer_->save(archive);
-    std::ostringstream out;
-    archive.save_to(out);
-    return out.str();
+    // Written straight into one string reserved for the statistics and a margin
+    // for the archive's records: an ostringstream would grow by doubling and then
+    // be copied out (about three times the statistics at the peak, not one).
+    size_t bytes = size_t{1} << 16;
+    for (const torch::Tensor& t : Statistics()) bytes += t.nbytes() + 4096;
+    std::string out;
+    out.reserve(bytes);
+    archive.save_to([&out](const void* data, size_t size) {
+      out.append(static_cast<const char*>(data), size);
+      return size;
+    });
+    return out;
   }
 
   absl::Status LoadState(const std::string& bytes) override {
     try {
       torch::serialize::InputArchive archive;
-      std::istringstream in(bytes);
-      archive.load_from(in);
+      archive.load_from(bytes.data(), bytes.size());  // read in place, not copied
       optimizer_->load(archive);
     } catch (const c10::Error& e) {
       return absl::DataLossError(

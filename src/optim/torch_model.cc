@@ -57,17 +57,13 @@ void TorchModel::Accumulate(const std::vector<torch::Tensor>& grads, int64_t bat
   }
 }
 
-std::vector<float> TorchModel::MeanGradients(int64_t samples) const {
-  std::vector<float> grads(total_, 0.0f);
-  if (samples <= 0) return grads;
-  const float inv = 1.0f / static_cast<float>(samples);
-  if (!device_acc_.empty()) {
-    staging_.Download(device_acc_, grads.data());
-    for (float& g : grads) g *= inv;
-  } else if (!host_acc_.empty()) {
-    for (size_t i = 0; i < total_; ++i) grads[i] = host_acc_[i] * inv;
-  }
-  return grads;
+absl::Span<float> TorchModel::MeanGradients(int64_t samples) {
+  std::vector<float>& mean = device_acc_.empty() ? host_acc_ : host_mean_;
+  mean.resize(total_, 0.0f);  // (an accumulator-less model: zeros)
+  if (!device_acc_.empty()) staging_.Download(device_acc_, mean.data());
+  const float inv = samples > 0 ? 1.0f / static_cast<float>(samples) : 0.0f;
+  for (float& g : mean) g *= inv;
+  return absl::MakeSpan(mean);
 }
 
 void TorchModel::ResetAccumulator() {
@@ -76,7 +72,7 @@ void TorchModel::ResetAccumulator() {
   for (torch::Tensor& t : device_acc_) t.zero_();
 }
 
-void TorchModel::SetGradients(const std::vector<float>& grads) {
+void TorchModel::SetGradients(absl::Span<const float> grads) {
   std::vector<torch::Tensor> targets;
   for (torch::Tensor& p : params_) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "optim/host_staging.h"
 
 namespace hivemind {
@@ -32,11 +33,14 @@ class TorchModel {
   absl::StatusOr<std::vector<torch::Tensor>> FiniteGradients() const;
   // Adds `grads` x `batch_size` to the accumulator.
   void Accumulate(const std::vector<torch::Tensor>& grads, int64_t batch_size);
-  // The accumulator divided by `samples` (zeros when none), in host memory.
-  std::vector<float> MeanGradients(int64_t samples) const;
+  // The accumulator divided by `samples` (zeros when none), in host memory: the
+  // host accumulator itself, scaled in place (so the round averages it without a
+  // copy), or for a model on a device a host buffer kept for it. Valid until the
+  // next call; ResetAccumulator before accumulating again.
+  absl::Span<float> MeanGradients(int64_t samples);
   void ResetAccumulator();
   // Writes `grads` into the parameters' .grad (made when missing).
-  void SetGradients(const std::vector<float>& grads);
+  void SetGradients(absl::Span<const float> grads);
 
   std::vector<float> FlatParameters() const;
   void SetParameters(const std::vector<float>& flat);
@@ -56,6 +60,7 @@ class TorchModel {
   // on a device, on that device (one tensor per parameter; host_acc_ stays empty).
   std::vector<float> host_acc_;
   std::vector<torch::Tensor> device_acc_;
+  std::vector<float> host_mean_;  // a device model's mean gradients, downloaded
   mutable HostStaging staging_;
 };
 

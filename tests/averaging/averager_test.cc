@@ -195,6 +195,50 @@ TEST_F(AveragerSwarm, WeightsAreApplied) {
   }
 }
 
+// StepOptions::values: the caller's buffer is averaged in place; the averager's own
+// tensors are neither read nor written (an in-place averager holds none); an
+// auxiliary peer's buffer is left as it was.
+TEST_F(AveragerSwarm, InPlaceStepsAverageTheCallersBuffers) {
+  Peer* a = AddPeer(Options(3), 1.0f);
+  Peer* b = AddPeer(Options(3), 5.0f);
+  AveragerOptions aux = Options(3);
+  aux.mode = MemberMode::kAuxiliary;
+  Peer* x = AddPeer(aux, 1000.0f);
+  std::vector<std::vector<float>> buffers;
+  for (Peer* peer : {a, b, x}) {
+    std::vector<float> values(peer->values.size());
+    for (size_t i = 0; i < values.size(); ++i) values[i] = 2.0f * peer->values[i];
+    buffers.push_back(std::move(values));
+  }
+  const std::vector<float> aux_before = buffers[2];
+  std::vector<StepHandle> handles;
+  int k = 0;
+  for (Peer* peer : {a, b, x}) {
+    StepOptions step;
+    step.round = "in-place";
+    step.values = absl::MakeSpan(buffers[k++]);
+    handles.push_back(peer->averager->Step(step));
+  }
+  for (StepHandle& h : handles) {
+    absl::StatusOr<StepResult> result = h.Wait();
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->group.members.size(), 3u);
+  }
+  for (size_t i = 0; i < buffers[0].size(); ++i) {
+    const float mean = a->values[i] + b->values[i];  // of 2a and 2b
+    ASSERT_NEAR(buffers[0][i], mean, 1e-5 * (1.0 + std::abs(mean))) << i;
+    ASSERT_EQ(buffers[1][i], buffers[0][i]) << i;
+  }
+  EXPECT_EQ(buffers[2], aux_before);
+  EXPECT_EQ(Tensors(a), a->values);  // the tensors kept what AddPeer wrote
+
+  std::vector<float> wrong(a->values.size() + 1);
+  StepOptions bad;
+  bad.values = absl::MakeSpan(wrong);
+  EXPECT_EQ(a->averager->Step(bad).Wait().status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(AveragerSwarm, MoshpitGroupsOfFourReachTheGlobalMeanOfEightPeersInTwoRounds) {
   std::vector<Peer*> all;
   std::vector<std::vector<float>> inputs;

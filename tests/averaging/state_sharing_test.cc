@@ -72,6 +72,32 @@ TEST(StateBlob, RejectsTruncatedAndGarbageInput) {
   EXPECT_EQ(ParsePeerState(w.Release()).status().code(), absl::StatusCode::kDataLoss);
 }
 
+// The server hashes and serves stripes from the state's own memory: every range of
+// the pieces and every hash must be those of the serialized blob.
+TEST(StateBlob, PiecesAreTheSerializedBlobAndHashLikeIt) {
+  for (const PeerState& state : {MakeState(1000, -42, 7), PeerState{}}) {
+    const std::string blob = SerializePeerState(state);
+    const internal::RawBlobPieces pieces(state);
+    ASSERT_EQ(pieces.size(), blob.size());
+    EXPECT_EQ(pieces.Copy(0, pieces.size()), blob);
+    for (uint64_t begin = 0; begin < blob.size(); begin += 331) {
+      const uint64_t n = std::min<uint64_t>(1000, blob.size() - begin);
+      ASSERT_EQ(pieces.Copy(begin, n), blob.substr(begin, n)) << begin;
+    }
+    for (uint32_t stripe : {7u, 4096u, 1u << 20}) {
+      std::vector<uint64_t> hashes;
+      EXPECT_EQ(pieces.Hash(stripe, &hashes), internal::StateHash(blob));
+      ASSERT_EQ(hashes.size(), internal::StripeCount(blob.size(), stripe)) << stripe;
+      for (uint32_t i = 0; i < hashes.size(); ++i) {
+        EXPECT_EQ(hashes[i], internal::StateHash(blob.substr(
+                                 internal::StripeBegin(i, stripe),
+                                 internal::StripeSize(blob.size(), stripe, i))))
+            << "stripe " << i << " of " << stripe << " bytes";
+      }
+    }
+  }
+}
+
 TEST(StateMessages, AdvertAndRequestRoundTripAndRejectGarbage) {
   internal::StateAdvert advert;
   advert.address = "tcp://127.0.0.1:5555";
@@ -371,6 +397,28 @@ TEST_F(StateSharing, DropsADonorWhoseStateChangesMidDownload) {
   EXPECT_EQ(refused, 1);
   EXPECT_GE(report.stripes_retried, 1u);
   EXPECT_GE(changing.server->stats().requests_refused, 1u);
+}
+
+// A withdrawn state is refused (so loaders go to other donors) and freed; the next
+// Publish serves again.
+TEST_F(StateSharing, AWithdrawnStateIsRefusedUntilTheNextPublish) {
+  const PeerState state = MakeState(100'000, 5, 2);
+  Peer& withdrawn = AddDonor(state);
+  Peer& loader = AddPeer();
+  withdrawn.server->Withdraw();
+  EXPECT_EQ(withdrawn.server->stats().state_hash, 0u);  // nothing held
+  LoadStateReport report;
+  absl::StatusOr<PeerState> loaded =
+      LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), LoadOptions(), &report);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_GE(withdrawn.server->stats().requests_refused, 1u);
+
+  ASSERT_TRUE(withdrawn.server->Publish(MakeState(100'000, 6, 3)).ok());
+  ASSERT_TRUE(withdrawn.server->WaitForAdvert().ok());
+  loaded =
+      LoadStateFromPeers(loader.endpoint.get(), loader.dht.get(), LoadOptions(), &report);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(BitIdentical(MakeState(100'000, 6, 3), *loaded));
 }
 
 // Replaces a donor's handler with one that serves its stripes with a bit flipped.

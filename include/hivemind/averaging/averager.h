@@ -127,6 +127,14 @@ struct HIVEMIND_EXPORT StepOptions {
   // A small payload (at most kMaxUserDataSize bytes) given to every member of the
   // group; StepResult::group holds every member's. Default: empty.
   std::string gather;
+
+  // Averages the caller's buffer in place instead of the averager's tensors, with no
+  // copy: `values` (the tensors' total size, in the same layout) is read and written
+  // by the step's all-reduce and must be neither touched nor freed until the step is
+  // done (Wait returned, or done() is true); the tensors are left as they are. An
+  // auxiliary peer's buffer is never written (the step works on a copy). A size
+  // other than the total is kInvalidArgument. Empty: the tensors. Default: empty.
+  absl::Span<float> values;
 };
 
 enum class StepStage {
@@ -203,14 +211,18 @@ class HIVEMIND_EXPORT TensorLock {
   const std::vector<size_t>* sizes_;
 };
 
-// Owns the tensors, an endpoint, a matchmaker, an all-reducer and one background
-// thread that runs the steps one after another.
+// Owns the tensors (allocated at the first LockTensors or tensor step: an averager
+// whose steps all bring their own StepOptions::values holds none), an endpoint, a
+// matchmaker, an all-reducer and one background thread that runs the steps one after
+// another. Memory per element of the tensors: the tensors and a working copy of
+// them for tensor steps (none for in-place steps), one residual with error feedback,
+// one reference in delta mode.
 //
 // Thread safety: every method may be called from any thread. The DHT must outlive
 // the averager. Destroying the averager shuts it down.
 class HIVEMIND_EXPORT DecentralizedAverager {
  public:
-  // Creates an averager of zero-filled tensors with the given element counts.
+  // Creates an averager of (zero-filled) tensors with the given element counts.
   // Returns kInvalidArgument for an empty prefix, no tensors, a zero-sized
   // tensor, group sizes out of order (2 <= min <= target), client mode without
   // endpoint.client_mode (or the reverse), a group_bits_length over 64 or
@@ -230,6 +242,9 @@ class HIVEMIND_EXPORT DecentralizedAverager {
   // Locks the tensors (blocks while a step reads or writes them: a copy in, a copy
   // out; never for a whole round).
   TensorLock LockTensors();
+
+  // The element counts given to Create.
+  const std::vector<size_t>& tensor_sizes() const;
 
   // The group bits the next step will match under.
   std::string group_bits() const;

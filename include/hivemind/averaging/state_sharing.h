@@ -112,8 +112,9 @@ class StateServerCore;
 
 // Serves this peer's latest published state to loaders. Registers itself as the
 // endpoint's kStateRequest handler (one StateServer per endpoint). Requests are
-// answered on the endpoint's I/O thread without copying: the stripes are immutable
-// shared buffers, kept alive by replies in flight even after a new Publish.
+// answered on the endpoint's I/O thread, each stripe copied out of the published
+// state (never serialized whole): the server holds the state that Publish moved in
+// (or, with zstd_level, its compressed blob) and the stripes in flight.
 //
 // Threads: one background thread stores and refreshes the advert (and sends paced
 // replies with serve_interval); Shutdown and the destructor join it (within
@@ -132,10 +133,11 @@ class HIVEMIND_EXPORT StateServer {
   StateServer(const StateServer&) = delete;
   StateServer& operator=(const StateServer&) = delete;
 
-  // Snapshots `state` (serializes, stripes and hashes it: about three passes over
-  // its bytes) and starts serving it in place of the previous one. Requests for the
-  // previous state are refused from now on (kFailedPrecondition), so loaders move to
-  // donors that still hold it. The advert is stored in the DHT by the server's
+  // Takes `state` (pass it with std::move: it is kept, not copied), hashes it (one
+  // pass over its bytes; with zstd_level, a compression pass first) and serves it
+  // in place of the previous one, which is freed first. Requests for the previous
+  // state are refused from now on (kFailedPrecondition), so loaders move to donors
+  // that still hold it. The advert is stored in the DHT by the server's
   // thread, never the caller's: a slow or unreachable DHT does not stall training
   // (a failed store is logged, counted in Stats::advert_failures and retried at the
   // next refresh). WaitForAdvert waits for it.
@@ -143,7 +145,13 @@ class HIVEMIND_EXPORT StateServer {
   // Returns OK once the state is served. kInvalidArgument if it is too large to
   // advertise (over 125 GiB: 4000 stripes of 32 MiB) or its metadata is over
   // kMaxStateMetadataSize; kCancelled after Shutdown.
-  absl::Status Publish(const PeerState& state);
+  absl::Status Publish(PeerState state);
+
+  // Stops serving the published state and frees it (loaders get kFailedPrecondition
+  // and move to other donors) until the next Publish; its advert stays in the DHT.
+  // For a peer about to change its state: the old one is stale, and its memory is
+  // free for the change.
+  void Withdraw();
 
   // Waits up to `timeout` for the store of the latest Publish's advert (as of this
   // call) and returns how it ended: OK, or the DHT's error (kDeadlineExceeded, ...).
