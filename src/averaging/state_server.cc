@@ -61,9 +61,12 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> BuildSnapshot(PeerState state,
   if (snapshot->compressed.empty()) {
     a.state_hash = snapshot->raw.Hash(a.stripe_bytes, &a.stripe_hashes);
   } else {
-    a.state_hash = StateHash(snapshot->compressed);
+    const absl::string_view blob = snapshot->compressed;
+    a.state_hash = StateHash(blob);
     for (uint32_t i = 0; i < StripeCount(a.state_bytes, a.stripe_bytes); ++i) {
-      a.stripe_hashes.push_back(StateHash(snapshot->Stripe(i)));
+      // A view, not Stripe(i)'s copy (substr stops at the blob's end).
+      a.stripe_hashes.push_back(
+          StateHash(blob.substr(StripeBegin(i, a.stripe_bytes), a.stripe_bytes)));
     }
   }
   snapshot->advert_value = EncodeStateAdvert(a);
